@@ -1,0 +1,5 @@
+"""trioserver: a Matrix homeserver in one trio process."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

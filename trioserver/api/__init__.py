@@ -1,0 +1,1 @@
+"""The HTTP edge: blueprints that parse, authenticate, call a service and reply."""

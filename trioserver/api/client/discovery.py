@@ -1,0 +1,51 @@
+"""Server discovery: versions, .well-known, capabilities (spec 1.1)."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+
+from trioserver.api.http import authenticate, reply
+from trioserver.errors import not_found
+from trioserver.services.container import Services
+
+SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
+
+
+def create_blueprint(services: Services) -> Blueprint:
+    bp = Blueprint("discovery", __name__)
+    config = services.config
+
+    @bp.route("/_matrix/client/versions", methods=["GET"])
+    async def versions() -> Response:
+        """GET /_matrix/client/versions (spec: getVersions)."""
+        return reply({"versions": SPEC_VERSIONS, "unstable_features": {}})
+
+    @bp.route("/.well-known/matrix/client", methods=["GET"])
+    async def wellknown_client() -> Response:
+        """GET /.well-known/matrix/client (spec: getWellknown)."""
+        base = config.well_known.client_base_url or services.info.base_url
+        return reply({"m.homeserver": {"base_url": base}})
+
+    @bp.route("/.well-known/matrix/server", methods=["GET"])
+    async def wellknown_server() -> Response:
+        """GET /.well-known/matrix/server (Server-Server API: delegation)."""
+        if not config.well_known.server:
+            raise not_found("No federation delegation is configured")
+        return reply({"m.server": config.well_known.server})
+
+    @bp.route("/_matrix/client/v3/capabilities", methods=["GET"])
+    async def capabilities() -> Response:
+        """GET /_matrix/client/v3/capabilities (spec: getCapabilities)."""
+        await authenticate(services.sessions, allow_guest=True)
+        return reply({
+            "capabilities": {
+                "m.change_password": {"enabled": True},
+                "m.set_displayname": {"enabled": True},
+                "m.set_avatar_url": {"enabled": True},
+                "m.3pid_changes": {"enabled": False},
+                "m.get_login_token": {"enabled": False},
+                "m.profile_fields": {"enabled": True},
+            }
+        })
+
+    return bp

@@ -1,0 +1,100 @@
+"""create_app(services): the QuartTrio application, its blueprints and its one error handler."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from trioserver.api.client import account, devices, discovery, login, profile, register
+from trioserver.api.http import reply
+from trioserver.errors import Codes, MatrixError
+from trioserver.services.container import Services
+
+log = logging.getLogger("trioserver.http")
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+}
+
+SEND_TIMEOUT_S = 30.0
+
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Any]],
+                    Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+
+
+def _http_error(e: HTTPException) -> MatrixError:
+    status = e.code or 500
+    if status == 404:
+        return MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
+    if status == 405:
+        return MatrixError(405, Codes.UNRECOGNIZED, "Unrecognized request: method not allowed")
+    if status == 413:
+        return MatrixError(413, Codes.TOO_LARGE, "Request body too large")
+    return MatrixError(status, Codes.UNKNOWN, e.description or "Bad request")
+
+
+def create_app(services: Services) -> QuartTrio:
+    app = QuartTrio("trioserver")
+    app.config["MAX_CONTENT_LENGTH"] = services.config.max_request_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.config["BODY_TIMEOUT"] = 60
+    for module in (discovery, register, login, account, devices, profile):
+        app.register_blueprint(module.create_blueprint(services))
+
+    @app.before_request
+    async def _start() -> Response | None:
+        g.request_id = secrets.token_hex(6)
+        if request.method == "OPTIONS":
+            # CORS preflight: answered for every path, known or not.
+            return reply({})
+        return None
+
+    @app.after_request
+    async def _cors(response: Response) -> Response:
+        response.headers.update(CORS_HEADERS)
+        return response
+
+    @app.errorhandler(Exception)
+    async def _error(e: Exception) -> Response:
+        if isinstance(e, HTTPException):
+            e = _http_error(e)
+        if isinstance(e, MatrixError):
+            return reply(e.to_json(), e.status)
+        request_id = getattr(g, "request_id", "-")
+        log.exception("request %s %s %s failed", request_id, request.method, request.path)
+        return reply({"errcode": Codes.UNKNOWN, "error": f"Internal error (request {request_id})"},
+                     500)
+
+    return app
+
+
+def shield_send(app: ASGIApp) -> ASGIApp:
+    """Wrap an ASGI app so its `send` cannot be cancelled half-way.
+
+    Without this, a response with `Connection: close` is sent but hypercorn's close of the
+    socket is cancelled together with the request scope, leaving the client waiting.
+    """
+
+    async def wrapped(
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        async def shielded(message: dict[str, Any]) -> None:
+            # Shielded from the request's cancellation, but bounded: a client that stops
+            # reading cannot pin this task forever.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_TIMEOUT_S):
+                await send(message)
+
+        await app(scope, receive, shielded)
+
+    return wrapped

@@ -1,0 +1,122 @@
+"""Command line: `trioserver serve | generate-config | register-user | --version`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from trioserver import __version__
+from trioserver.config import Config, ConfigError, load, sample_config
+from trioserver.errors import MatrixError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trioserver", description="A Matrix homeserver.")
+    p.add_argument("--version", action="version", version=f"trioserver {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+        sp.add_argument("--server-name", metavar="NAME", help="server name (default localhost)")
+        sp.add_argument("--data-dir", type=Path, metavar="DIR", help="data directory (./data)")
+
+    serve = sub.add_parser("serve", help="run the homeserver")
+    common(serve)
+    serve.add_argument("--listen", metavar="HOST:PORT", help="client listener (127.0.0.1:8008)")
+    serve.add_argument("--open-registration", action="store_true",
+                       help="let anyone register an account")
+    serve.add_argument("--no-rate-limits", action="store_true", help="turn rate limits off")
+
+    gen = sub.add_parser("generate-config", help="print a complete, commented TOML config")
+    gen.add_argument("--server-name", metavar="NAME", default="localhost")
+
+    reg = sub.add_parser("register-user", help="create an account (offline, on the data dir)")
+    common(reg)
+    reg.add_argument("username")
+    reg.add_argument("--admin", action="store_true", help="make the user a server admin")
+    reg.add_argument("--password-file", type=Path, metavar="F",
+                     help="read the password from F (first line); default: prompt or stdin")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.server_name:
+        out["server_name"] = args.server_name
+    if args.data_dir:
+        out["data_dir"] = str(args.data_dir)
+    if getattr(args, "listen", None):
+        out["listen"] = args.listen
+    if getattr(args, "open_registration", False):
+        out["registration.open"] = True
+    if getattr(args, "no_rate_limits", False):
+        out["rate_limits.enabled"] = False
+    return out
+
+
+def _serve(config: Config) -> int:
+    from trioserver.server import configure_logging, main
+
+    configure_logging(config.log_level)
+    try:
+        trio.run(main, config)
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        print(f"trioserver: cannot listen on {config.listen}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _read_password(path: Path | None) -> str:
+    if path is not None:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return lines[0] if lines else ""
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Confirm password: ") != first:
+            raise ValueError("passwords do not match")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _register_user(config: Config, username: str, admin: bool, password_file: Path | None) -> int:
+    from trioserver.services.accounts import register_offline
+
+    try:
+        password = _read_password(password_file)
+        uid = register_offline(config, username, password, admin=admin)
+    except (OSError, ValueError) as e:
+        print(f"trioserver: {e}", file=sys.stderr)
+        return 1
+    except MatrixError as e:
+        print(f"trioserver: {e.errcode}: {e.message}", file=sys.stderr)
+        return 1
+    print(json.dumps({"user_id": uid, "admin": admin}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "generate-config":
+            config = load(None, overrides={"server_name": args.server_name}, environ={})
+            sys.stdout.write(sample_config(config.server_name))
+            return 0
+        config = load(args.config, overrides=_overrides(args))
+    except ConfigError as e:
+        print(f"trioserver: configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(config)
+    return _register_user(config, args.username, args.admin, args.password_file)

@@ -1,0 +1,88 @@
+"""Per-key serialization and long-poll wake-ups.
+
+`KeyedSerializer` replaces the edge port's single-threaded actors: whatever must not interleave
+for one key (one user's one-time-key claims, one room's event appends) runs inside
+`async with serializer.hold(key)`; other keys proceed concurrently. Locks exist only while
+someone holds or waits for them.
+
+`Notifier` wakes long-polls. Producers call `notify(keys, position)` with the stream position
+they just committed; a waiter passes the position it has already seen, so a notification that
+lands between the waiter's database read and its wait is never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import trio
+
+
+class KeyedSerializer:
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[trio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        """How many keys currently have a lock (held or awaited)."""
+        return len(self._locks)
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = trio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock_now, users_now = self._locks[key]
+            if users_now == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock_now, users_now - 1)
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._latest: dict[str, int] = {}
+        self._waiters: dict[str, set[trio.Event]] = {}
+
+    def latest(self, key: str) -> int:
+        return self._latest.get(key, 0)
+
+    def notify(self, keys: Iterable[str], position: int) -> None:
+        """Record that `keys` changed at stream `position` and wake everyone waiting on them."""
+        for key in keys:
+            if position > self._latest.get(key, 0):
+                self._latest[key] = position
+            for event in self._waiters.pop(key, ()):
+                event.set()
+
+    async def wait(self, keys: Iterable[str], since: int, timeout: float) -> bool:
+        """Wait until any of `keys` changes after position `since`, or `timeout` seconds pass.
+
+        Returns True if something changed. Cancellation (a client that went away) just stops
+        the wait and cleans up.
+        """
+        keys = list(keys)
+        if any(self._latest.get(k, 0) > since for k in keys):
+            return True
+        event = trio.Event()
+        for k in keys:
+            self._waiters.setdefault(k, set()).add(event)
+        try:
+            with trio.move_on_after(timeout):
+                await event.wait()
+        finally:
+            for k in keys:
+                waiters = self._waiters.get(k)
+                if waiters is not None:
+                    waiters.discard(event)
+                    if not waiters:
+                        del self._waiters[k]
+        return event.is_set()
+
+    def waiting(self) -> int:
+        """Number of (key, waiter) registrations, for tests and metrics."""
+        return sum(len(w) for w in self._waiters.values())

@@ -1,0 +1,300 @@
+"""Configuration: embedded defaults < TOML file < environment < command-line flags.
+
+The result is a frozen `Config`; nothing reads configuration after start-up. Every key is
+documented in `sample_config()` (what `trioserver generate-config` prints).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from trioserver.identifiers import is_valid_server_name
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: `burst` requests at once, refilled at `per_second`."""
+
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    enabled: bool = True
+    login_per_address: RateLimit = RateLimit(per_second=0.5, burst=10)
+    login_failures_per_account: RateLimit = RateLimit(per_second=0.1, burst=5)
+    registration_per_address: RateLimit = RateLimit(per_second=0.2, burst=5)
+
+
+@dataclass(frozen=True)
+class Registration:
+    open: bool = False
+    tokens: tuple[str, ...] = ()
+    allow_guests: bool = False
+    min_password_length: int = 8
+
+
+@dataclass(frozen=True)
+class Auth:
+    # Lifetime of access tokens issued to clients that asked for a refresh token.
+    refreshable_access_token_lifetime_s: int = 300
+    # Cost of Argon2id password hashing (libsodium units); the defaults are libsodium's
+    # "interactive" level: 2 passes over 64 MiB.
+    password_hash_opslimit: int = 2
+    password_hash_memlimit_kib: int = 65536
+    # At most this many password hashes are computed at once (each takes memlimit of RAM).
+    password_hash_concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class WellKnown:
+    client_base_url: str = ""
+    server: str = ""
+
+
+@dataclass(frozen=True)
+class Database:
+    reader_connections: int = 4
+    synchronous: str = "full"
+
+
+@dataclass(frozen=True)
+class Config:
+    server_name: str = "localhost"
+    data_dir: Path = Path("./data")
+    listen: str = "127.0.0.1:8008"
+    public_baseurl: str = ""
+    log_level: str = "info"
+    max_request_body_bytes: int = 1024 * 1024
+    registration: Registration = field(default_factory=Registration)
+    auth: Auth = field(default_factory=Auth)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    well_known: WellKnown = field(default_factory=WellKnown)
+    database: Database = field(default_factory=Database)
+
+    @property
+    def listen_host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "trioserver.db"
+
+    def base_url(self, bound_port: int | None = None) -> str:
+        """The URL clients use: `public_baseurl`, else derived from the listener."""
+        if self.public_baseurl:
+            return self.public_baseurl.rstrip("/")
+        host = self.listen_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{bound_port if bound_port is not None else self.listen_port}"
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not (0 <= int(port) <= 65535):
+        raise ConfigError(f"listen: expected HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "registration": Registration,
+    "auth": Auth,
+    "rate_limits": RateLimits,
+    "well_known": WellKnown,
+    "database": Database,
+}
+
+
+def _coerce(where: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}: expected a non-negative integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where}: expected a positive number")
+        return float(value)
+    if isinstance(default, Path):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: expected a path")
+        return Path(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{where}: expected a list of non-empty strings")
+        return tuple(value)
+    if isinstance(default, RateLimit):
+        if not isinstance(value, dict) or set(value) - {"per_second", "burst"}:
+            raise ConfigError(f"{where}: expected {{ per_second = N, burst = N }}")
+        return RateLimit(
+            per_second=_coerce(f"{where}.per_second", value.get("per_second", default.per_second),
+                               default.per_second),
+            burst=max(1, _coerce(f"{where}.burst", value.get("burst", default.burst),
+                                 default.burst)),
+        )
+    raise ConfigError(f"{where}: unsupported value")  # pragma: no cover - programming error
+
+
+def _apply(obj: Any, table: dict[str, Any], prefix: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown configuration key")
+        current = getattr(obj, key)
+        if key in _SECTIONS and not prefix:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: expected a [{key}] table")
+            changes[key] = _apply(current, value, f"{key}.")
+        else:
+            changes[key] = _coerce(where, value, current)
+    return replace(obj, **changes)
+
+
+def load(
+    path: Path | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Build the configuration from defaults, an optional TOML file, env and flag overrides.
+
+    `overrides` uses dotted keys (`"registration.open"`) for values given on the command line.
+    """
+    env = os.environ if environ is None else environ
+    config = Config()
+    if path is None and env.get("TRIOSERVER_CONFIG"):
+        path = Path(env["TRIOSERVER_CONFIG"])
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: {e}") from e
+        config = _apply(config, table, "")
+    flat: dict[str, Any] = {}
+    for key, var in (("server_name", "TRIOSERVER_SERVER_NAME"), ("data_dir", "TRIOSERVER_DATA_DIR"),
+                     ("listen", "TRIOSERVER_LISTEN")):
+        if env.get(var):
+            flat[key] = env[var]
+    flat.update(overrides or {})
+    for dotted, value in flat.items():
+        section, _, key = dotted.rpartition(".")
+        config = _apply(config, {section: {key: value}} if section else {key: value}, "")
+    return validate(config)
+
+
+def validate(config: Config) -> Config:
+    if not is_valid_server_name(config.server_name):
+        raise ConfigError(f"server_name: {config.server_name!r} is not a valid server name")
+    split_listen(config.listen)
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log_level: expected debug, info, warning or error")
+    if config.max_request_body_bytes < 1024:
+        raise ConfigError("max_request_body_bytes: must be at least 1024")
+    if config.database.synchronous not in ("full", "normal"):
+        raise ConfigError("database.synchronous: expected \"full\" or \"normal\"")
+    if config.database.reader_connections < 1:
+        raise ConfigError("database.reader_connections: must be at least 1")
+    if config.auth.password_hash_memlimit_kib < 8192 or config.auth.password_hash_opslimit < 1:
+        raise ConfigError("auth: Argon2id needs memlimit >= 8192 KiB and opslimit >= 1")
+    if config.auth.password_hash_concurrency < 1:
+        raise ConfigError("auth.password_hash_concurrency: must be at least 1")
+    for url in (config.public_baseurl, config.well_known.client_base_url):
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{url!r}: URLs must start with http:// or https://")
+    return config
+
+
+def sample_config(server_name: str) -> str:
+    """A complete, commented TOML configuration with every key at its default."""
+    d = Config()
+    r = d.rate_limits
+    return f"""\
+# trioserver configuration. Every key is optional; the values shown are the defaults.
+# Precedence: these defaults < this file < TRIOSERVER_* environment variables < command-line flags.
+
+# The domain part of every user ID (@alice:{server_name}). Cannot be changed once users exist.
+server_name = "{server_name}"
+
+# Where the database (trioserver.db), signing keys and media live. Created if missing.
+data_dir = "{d.data_dir}"
+
+# Address and port of the client HTTP listener. Port 0 picks a free port.
+listen = "{d.listen}"
+
+# The URL clients reach this server at (used in /.well-known/matrix/client).
+# Empty: http://<listen address>.
+public_baseurl = ""
+
+# debug, info, warning or error. Request bodies and tokens are never logged.
+log_level = "{d.log_level}"
+
+# Largest request body accepted by JSON endpoints; larger bodies get 413 M_TOO_LARGE.
+max_request_body_bytes = {d.max_request_body_bytes}
+
+[registration]
+# Anyone may register an account with POST /_matrix/client/v3/register.
+open = {str(d.registration.open).lower()}
+# Registration tokens (m.login.registration_token). When any are listed, registration needs one,
+# whether or not `open` is set.
+tokens = []
+# Allow guest accounts (kind=guest).
+allow_guests = {str(d.registration.allow_guests).lower()}
+# Shortest password accepted at registration and password change.
+min_password_length = {d.registration.min_password_length}
+
+[auth]
+# Lifetime in seconds of access tokens issued to clients that support refresh tokens.
+refreshable_access_token_lifetime_s = {d.auth.refreshable_access_token_lifetime_s}
+# Argon2id cost for password hashes (libsodium units) and how many hashes may run at once.
+password_hash_opslimit = {d.auth.password_hash_opslimit}
+password_hash_memlimit_kib = {d.auth.password_hash_memlimit_kib}
+password_hash_concurrency = {d.auth.password_hash_concurrency}
+
+[rate_limits]
+# Token buckets kept in memory; 429 M_LIMIT_EXCEEDED with retry_after_ms when empty.
+enabled = {str(r.enabled).lower()}
+login_per_address = {{ per_second = {r.login_per_address.per_second}, burst = {r.login_per_address.burst} }}
+login_failures_per_account = {{ per_second = {r.login_failures_per_account.per_second}, burst = {r.login_failures_per_account.burst} }}
+registration_per_address = {{ per_second = {r.registration_per_address.per_second}, burst = {r.registration_per_address.burst} }}
+
+[well_known]
+# base_url served at /.well-known/matrix/client. Empty: public_baseurl.
+client_base_url = ""
+# "host:port" served as m.server at /.well-known/matrix/server (federation delegation).
+# Empty: that endpoint answers 404, which tells servers to use the server name on port 8448.
+server = ""
+
+[database]
+# SQLite reader connections (concurrent reads); writes go through one serialized writer.
+reader_connections = {d.database.reader_connections}
+# "full" fsyncs every commit (group commit amortises it); "normal" may lose the last commits
+# on power loss but never corrupts the database.
+synchronous = "{d.database.synchronous}"
+"""

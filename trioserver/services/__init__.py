@@ -1,0 +1,1 @@
+"""Domain logic: no HTTP, no SQL. Services raise MatrixError for anything a client caused."""

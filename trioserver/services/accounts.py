@@ -1,0 +1,373 @@
+"""Accounts: registration, password login, password change, deactivation, logout."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from trioserver.config import Config
+from trioserver.errors import Codes, MatrixError, forbidden
+from trioserver.identifiers import (
+    MAX_USER_ID_BYTES,
+    is_valid_device_id,
+    is_valid_localpart,
+    split_user_id,
+)
+from trioserver.identifiers import user_id as make_user_id
+from trioserver.services.clock import now_ms
+from trioserver.services.passwords import PasswordHasher
+from trioserver.services.ratelimit import RateLimiter
+from trioserver.services.sessions import MintedTokens, Requester, Sessions, random_device_id
+from trioserver.services.uia import UIA, StageFailed
+from trioserver.storage.db import Database
+from trioserver.storage.repositories import devices as devices_repo
+from trioserver.storage.repositories import profiles as profiles_repo
+from trioserver.storage.repositories import users as users_repo
+
+MAX_PASSWORD_LENGTH = 512
+PASSWORD_FLOWS: list[list[str]] = [["m.login.password"]]
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    username: str | None
+    password: str | None
+    device_id: str | None
+    initial_device_display_name: str | None
+    inhibit_login: bool
+    refresh_token: bool
+    auth: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    login_type: str
+    user: str | None
+    password: str | None
+    device_id: str | None
+    initial_device_display_name: str | None
+    refresh_token: bool
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """What /register and /login answer."""
+
+    user_id: str
+    device_id: str | None
+    tokens: MintedTokens | None
+
+
+class Accounts:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        sessions: Sessions,
+        hasher: PasswordHasher,
+        uia: UIA,
+        limiter: RateLimiter,
+    ) -> None:
+        self._config = config
+        self._db = db
+        self._sessions = sessions
+        self._hasher = hasher
+        self._uia = uia
+        self._limiter = limiter
+
+    @property
+    def server_name(self) -> str:
+        return self._config.server_name
+
+    # -- usernames and passwords ---------------------------------------------------------
+
+    def _local_user_id(self, username: str) -> str:
+        return map_username(username, self.server_name)
+
+    def check_password_strength(self, password: str) -> None:
+        if len(password) < self._config.registration.min_password_length:
+            raise MatrixError(
+                400, Codes.WEAK_PASSWORD,
+                f"Password must be at least {self._config.registration.min_password_length}"
+                " characters",
+            )
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise MatrixError(400, Codes.INVALID_PARAM, "Password is too long")
+
+    async def check_username_available(self, username: str) -> None:
+        uid = self._local_user_id(username)
+        if await self._db.read(lambda c: users_repo.user_exists(c, uid)):
+            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
+
+    # -- registration --------------------------------------------------------------------
+
+    def registration_flows(self) -> list[list[str]]:
+        if self._config.registration.tokens:
+            return [["m.login.registration_token"]]
+        if self._config.registration.open:
+            return [["m.login.dummy"]]
+        return []
+
+    def registration_token_valid(self, token: str) -> bool:
+        return any(secrets.compare_digest(token.encode(), t.encode())
+                   for t in self._config.registration.tokens)
+
+    async def _verify_dummy(self, auth: Mapping[str, Any]) -> None:
+        return None
+
+    async def _verify_registration_token(self, auth: Mapping[str, Any]) -> None:
+        token = auth.get("token")
+        if not isinstance(token, str) or not self.registration_token_valid(token):
+            raise StageFailed(Codes.UNAUTHORIZED, "Invalid registration token")
+
+    async def register(self, req: RegisterRequest, *, path: str, client_ip: str) -> SessionResult:
+        flows = self.registration_flows()
+        if not flows:
+            raise forbidden("Registration has been disabled")
+        self._limiter.check("register", client_ip, self._config.rate_limits.registration_per_address)
+        uid = self._local_user_id(req.username) if req.username is not None else None
+        if uid is not None and await self._db.read(lambda c: users_repo.user_exists(c, uid)):
+            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
+        if req.password is not None:
+            self.check_password_strength(req.password)
+        if req.device_id is not None and not is_valid_device_id(req.device_id):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid device_id")
+        await self._uia.authenticate(
+            req.auth,
+            flows=flows,
+            verifiers={
+                "m.login.dummy": self._verify_dummy,
+                "m.login.registration_token": self._verify_registration_token,
+            },
+            method="POST",
+            path=path,
+            user_id=None,
+        )
+        if req.password is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing password")
+        password_hash = await self._hasher.hash(req.password)
+        if uid is None:
+            uid = make_user_id(
+                "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(12)),
+                self.server_name,
+            )
+        return await self._create_account(
+            uid, password_hash, is_guest=False,
+            device_id=None if req.inhibit_login else (req.device_id or random_device_id()),
+            display_name=req.initial_device_display_name,
+            with_refresh=req.refresh_token,
+        )
+
+    async def register_guest(self, display_name: str | None, client_ip: str) -> SessionResult:
+        if not self._config.registration.allow_guests:
+            raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access is disabled")
+        self._limiter.check("register", client_ip, self._config.rate_limits.registration_per_address)
+        localpart = "".join(secrets.choice(string.digits) for _ in range(16))
+        return await self._create_account(
+            make_user_id(localpart, self.server_name), None, is_guest=True,
+            device_id=random_device_id(), display_name=display_name, with_refresh=False,
+        )
+
+    async def _create_account(
+        self,
+        uid: str,
+        password_hash: str | None,
+        *,
+        is_guest: bool,
+        device_id: str | None,
+        display_name: str | None,
+        with_refresh: bool,
+    ) -> SessionResult:
+        minted = self._sessions.mint(with_refresh=with_refresh) if device_id else None
+        localpart = uid[1:].split(":", 1)[0]
+
+        def txn(conn: apsw.Connection) -> None:
+            now = now_ms()
+            users_repo.insert_user(conn, uid, password_hash, now_ms=now, is_guest=is_guest)
+            profiles_repo.set_field(conn, uid, "displayname", json.dumps(localpart))
+            if device_id is not None and minted is not None:
+                devices_repo.upsert_device(conn, uid, device_id, display_name, now)
+                self._sessions.store(conn, minted, uid, device_id)
+
+        try:
+            await self._db.write(txn)
+        except users_repo.UserExists:
+            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.") from None
+        return SessionResult(uid, device_id, minted)
+
+    # -- login ----------------------------------------------------------------------------
+
+    async def login(self, req: LoginRequest, *, client_ip: str) -> SessionResult:
+        limits = self._config.rate_limits
+        self._limiter.check("login", client_ip, limits.login_per_address)
+        if req.login_type != "m.login.password":
+            raise MatrixError(400, Codes.UNKNOWN, "Unknown login type")
+        if req.user is None or req.password is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing user or password")
+        if req.device_id is not None and not is_valid_device_id(req.device_id):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid device_id")
+        try:
+            uid = self._local_user_id(req.user)
+        except MatrixError:
+            raise forbidden("Invalid username or password") from None
+        self._limiter.ensure_available("login-fail", uid, limits.login_failures_per_account)
+        user = await self._db.read(lambda c: users_repo.get_user(c, uid))
+        if user is not None and user.deactivated:
+            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+        ok = await self._hasher.verify(user.password_hash if user else None, req.password)
+        if user is None or not ok:
+            self._limiter.record("login-fail", uid, limits.login_failures_per_account)
+            raise forbidden("Invalid username or password")
+        device_id = req.device_id or random_device_id()
+        minted = self._sessions.mint(with_refresh=req.refresh_token)
+
+        def txn(conn: apsw.Connection) -> None:
+            devices_repo.upsert_device(conn, uid, device_id, req.initial_device_display_name,
+                                       now_ms())
+            self._sessions.store(conn, minted, uid, device_id)
+
+        await self._db.write(txn)
+        return SessionResult(uid, device_id, minted)
+
+    # -- UIA by password ------------------------------------------------------------------
+
+    async def require_password_uia(
+        self, requester: Requester, auth: Mapping[str, Any] | None, *, method: str, path: str
+    ) -> None:
+        """Protect a sensitive operation with an m.login.password UIA stage for `requester`."""
+        if requester.is_guest:
+            raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests cannot do this")
+
+        async def verify(stage: Mapping[str, Any]) -> None:
+            await self._verify_own_password(requester.user_id, stage)
+
+        await self._uia.authenticate(
+            auth, flows=PASSWORD_FLOWS, verifiers={"m.login.password": verify},
+            method=method, path=path, user_id=requester.user_id,
+        )
+
+    async def _verify_own_password(self, uid: str, stage: Mapping[str, Any]) -> None:
+        claimed = _identifier_user(stage)
+        password = stage.get("password")
+        if claimed is None or not isinstance(password, str):
+            raise StageFailed(Codes.MISSING_PARAM, "auth needs an m.id.user identifier and password")
+        try:
+            claimed_uid = self._local_user_id(claimed)
+        except MatrixError:
+            raise StageFailed(Codes.FORBIDDEN, "Invalid username or password") from None
+        limit = self._config.rate_limits.login_failures_per_account
+        self._limiter.ensure_available("login-fail", uid, limit)
+        if claimed_uid != uid:
+            raise StageFailed(Codes.FORBIDDEN, "Invalid username or password")
+        user = await self._db.read(lambda c: users_repo.get_user(c, uid))
+        if not await self._hasher.verify(user.password_hash if user else None, password):
+            self._limiter.record("login-fail", uid, limit)
+            raise StageFailed(Codes.FORBIDDEN, "Invalid username or password")
+
+    # -- password, deactivation, logout ----------------------------------------------------
+
+    async def change_password(
+        self, requester: Requester, new_password: str, *, logout_devices: bool
+    ) -> None:
+        self.check_password_strength(new_password)
+        new_hash = await self._hasher.hash(new_password)
+
+        def txn(conn: apsw.Connection) -> None:
+            users_repo.set_password_hash(conn, requester.user_id, new_hash)
+            if logout_devices:
+                devices_repo.delete_all_devices(conn, requester.user_id, requester.device_id)
+
+        await self._db.write(txn)
+        if logout_devices:
+            self._sessions.forget_device(requester.user_id)
+
+    async def deactivate(self, requester: Requester) -> None:
+        uid = requester.user_id
+
+        def txn(conn: apsw.Connection) -> None:
+            devices_repo.delete_all_devices(conn, uid)
+            profiles_repo.delete_profile(conn, uid)
+            users_repo.mark_deactivated(conn, uid)
+
+        await self._db.write(txn)
+        self._sessions.forget_device(uid)
+
+    async def logout(self, requester: Requester) -> None:
+        """POST /logout: the token's device is deleted with all its tokens."""
+        await self._db.write(
+            lambda c: devices_repo.delete_devices(c, requester.user_id, [requester.device_id])
+        )
+        self._sessions.forget_device(requester.user_id, requester.device_id)
+
+    async def logout_all(self, requester: Requester) -> None:
+        await self._db.write(lambda c: devices_repo.delete_all_devices(c, requester.user_id))
+        self._sessions.forget_device(requester.user_id)
+
+
+def map_username(username: str, server_name: str) -> str:
+    """Map a requested username (localpart or full user ID) onto a user ID on this server.
+
+    Usernames are lower-cased, as Synapse does; anything else outside the localpart grammar is
+    refused with `M_INVALID_USERNAME`.
+    """
+    localpart = username.lower()
+    if localpart.startswith("@"):
+        parts = split_user_id(localpart)
+        if parts is None or parts[1] != server_name.lower():
+            raise MatrixError(400, Codes.INVALID_USERNAME, "Invalid username")
+        localpart = parts[0]
+    if not localpart or not is_valid_localpart(localpart):
+        raise MatrixError(
+            400, Codes.INVALID_USERNAME,
+            "User ID can only contain characters a-z, 0-9, or '=_-./+'",
+        )
+    uid = make_user_id(localpart, server_name)
+    if len(uid.encode()) > MAX_USER_ID_BYTES:
+        raise MatrixError(400, Codes.INVALID_USERNAME, "User ID is too long")
+    return uid
+
+
+def _identifier_user(auth: Mapping[str, Any]) -> str | None:
+    """The user named by an `m.id.user` identifier, or the deprecated top-level `user`."""
+    identifier = auth.get("identifier")
+    if isinstance(identifier, Mapping):
+        if identifier.get("type") != "m.id.user":
+            return None
+        user = identifier.get("user")
+        return user if isinstance(user, str) else None
+    user = auth.get("user")
+    return user if isinstance(user, str) else None
+
+
+def register_offline(config: Config, username: str, password: str, *, admin: bool) -> str:
+    """`trioserver register-user`: create an account directly in the data dir's database."""
+    uid = map_username(username, config.server_name)
+    if len(password) < config.registration.min_password_length:
+        raise MatrixError(400, Codes.WEAK_PASSWORD,
+                          f"Password must be at least {config.registration.min_password_length}"
+                          " characters")
+    hasher = PasswordHasher(
+        opslimit=config.auth.password_hash_opslimit,
+        memlimit_kib=config.auth.password_hash_memlimit_kib,
+        concurrency=1,
+    )
+    password_hash = hasher.hash_sync(password)
+    localpart = uid[1:].split(":", 1)[0]
+    db = Database.open(config.database_path, readers=1, synchronous=config.database.synchronous)
+    try:
+        def txn(conn: apsw.Connection) -> None:
+            users_repo.insert_user(conn, uid, password_hash, now_ms=now_ms(), is_admin=admin)
+            profiles_repo.set_field(conn, uid, "displayname", json.dumps(localpart))
+
+        db.write_sync(txn)
+    except users_repo.UserExists:
+        raise MatrixError(400, Codes.USER_IN_USE, f"{uid} already exists") from None
+    finally:
+        db.close()
+    return uid

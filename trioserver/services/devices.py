@@ -1,0 +1,66 @@
+"""Devices: list, inspect, rename and delete a user's sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from trioserver.errors import not_found
+from trioserver.services.accounts import Accounts
+from trioserver.services.sessions import Requester, Sessions
+from trioserver.storage.db import Database
+from trioserver.storage.repositories import devices as devices_repo
+from trioserver.storage.repositories.devices import DeviceRow
+
+
+def device_json(row: DeviceRow) -> dict[str, Any]:
+    out: dict[str, Any] = {"device_id": row.device_id}
+    if row.display_name is not None:
+        out["display_name"] = row.display_name
+    if row.last_seen_ip is not None:
+        out["last_seen_ip"] = row.last_seen_ip
+    if row.last_seen_ts is not None:
+        out["last_seen_ts"] = row.last_seen_ts
+    return out
+
+
+class Devices:
+    def __init__(self, db: Database, sessions: Sessions, accounts: Accounts) -> None:
+        self._db = db
+        self._sessions = sessions
+        self._accounts = accounts
+
+    async def list(self, requester: Requester) -> list[DeviceRow]:
+        return await self._db.read(lambda c: devices_repo.list_devices(c, requester.user_id))
+
+    async def get(self, requester: Requester, device_id: str) -> DeviceRow:
+        row = await self._db.read(
+            lambda c: devices_repo.get_device(c, requester.user_id, device_id)
+        )
+        if row is None:
+            raise not_found("Device not found")
+        return row
+
+    async def rename(self, requester: Requester, device_id: str, display_name: str | None) -> None:
+        updated = await self._db.write(
+            lambda c: devices_repo.set_display_name(c, requester.user_id, device_id, display_name)
+        )
+        if not updated:
+            raise not_found("Device not found")
+
+    async def delete(
+        self,
+        requester: Requester,
+        device_ids: list[str],
+        auth: Mapping[str, Any] | None,
+        *,
+        method: str,
+        path: str,
+    ) -> None:
+        """Delete devices after UIA; unknown ids are ignored, as the spec allows."""
+        await self._accounts.require_password_uia(requester, auth, method=method, path=path)
+        deleted = await self._db.write(
+            lambda c: devices_repo.delete_devices(c, requester.user_id, device_ids)
+        )
+        for device_id in deleted:
+            self._sessions.forget_device(requester.user_id, device_id)

@@ -1,0 +1,1 @@
+"""Durable and ephemeral storage: SQLite through apsw, the TTL store, and (later) blobs."""
