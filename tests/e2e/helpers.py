@@ -1,0 +1,65 @@
+"""Client-side helpers for end-to-end tests."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct horse battery staple"
+_counter = itertools.count()
+
+
+def unique(prefix: str = "user") -> str:
+    """A username no other test in this session uses."""
+    return f"{prefix}{os.getpid()}x{next(_counter)}"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def register(
+    http: httpx.AsyncClient,
+    username: str | None = None,
+    password: str = PASSWORD,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Register (completing m.login.dummy) and return the 200 body."""
+    body: dict[str, Any] = {
+        "username": username or unique(),
+        "password": password,
+        "auth": {"type": "m.login.dummy"},
+        **extra,
+    }
+    r = await http.post("/_matrix/client/v3/register", json=body)
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()
+    return result
+
+
+async def login(
+    http: httpx.AsyncClient, user: str, password: str = PASSWORD, **extra: Any
+) -> httpx.Response:
+    body: dict[str, Any] = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user},
+        "password": password,
+        **extra,
+    }
+    return await http.post("/_matrix/client/v3/login", json=body)
+
+
+def password_auth(user_id: str, password: str = PASSWORD, session: str | None = None
+                  ) -> dict[str, Any]:
+    """A UIA `auth` dict for the m.login.password stage."""
+    auth: dict[str, Any] = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user_id},
+        "password": password,
+    }
+    if session is not None:
+        auth["session"] = session
+    return auth
