@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import trio
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ASGISendEvent,
+    Scope,
+)
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -27,8 +32,6 @@ CORS_HEADERS = {
 
 SEND_TIMEOUT_S = 30.0
 
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Any]],
-                    Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 
 
 def _http_error(e: HTTPException) -> MatrixError:
@@ -77,19 +80,15 @@ def create_app(services: Services) -> QuartTrio:
     return app
 
 
-def shield_send(app: ASGIApp) -> ASGIApp:
+def shield_send(app: ASGIFramework) -> ASGIFramework:
     """Wrap an ASGI app so its `send` cannot be cancelled half-way.
 
     Without this, a response with `Connection: close` is sent but hypercorn's close of the
     socket is cancelled together with the request scope, leaving the client waiting.
     """
 
-    async def wrapped(
-        scope: dict[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
-    ) -> None:
-        async def shielded(message: dict[str, Any]) -> None:
+    async def wrapped(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        async def shielded(message: ASGISendEvent) -> None:
             # Shielded from the request's cancellation, but bounded: a client that stops
             # reading cannot pin this task forever.
             with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_TIMEOUT_S):

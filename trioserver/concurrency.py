@@ -59,7 +59,10 @@ class Notifier:
             for event in self._waiters.pop(key, ()):
                 event.set()
 
-    async def wait(self, keys: Iterable[str], since: int, timeout: float) -> bool:
+    # A long-poll's timeout is part of its contract, hence the parameter.
+    async def wait(
+        self, keys: Iterable[str], since: int, timeout: float  # noqa: ASYNC109
+    ) -> bool:
         """Wait until any of `keys` changes after position `since`, or `timeout` seconds pass.
 
         Returns True if something changed. Cancellation (a client that went away) just stops

@@ -231,6 +231,10 @@ def validate(config: Config) -> Config:
     return config
 
 
+def _bucket(limit: RateLimit) -> str:
+    return f"{{ per_second = {limit.per_second}, burst = {limit.burst} }}"
+
+
 def sample_config(server_name: str) -> str:
     """A complete, commented TOML configuration with every key at its default."""
     d = Config()
@@ -280,9 +284,9 @@ password_hash_concurrency = {d.auth.password_hash_concurrency}
 [rate_limits]
 # Token buckets kept in memory; 429 M_LIMIT_EXCEEDED with retry_after_ms when empty.
 enabled = {str(r.enabled).lower()}
-login_per_address = {{ per_second = {r.login_per_address.per_second}, burst = {r.login_per_address.burst} }}
-login_failures_per_account = {{ per_second = {r.login_failures_per_account.per_second}, burst = {r.login_failures_per_account.burst} }}
-registration_per_address = {{ per_second = {r.registration_per_address.per_second}, burst = {r.registration_per_address.burst} }}
+login_per_address = {_bucket(r.login_per_address)}
+login_failures_per_account = {_bucket(r.login_failures_per_account)}
+registration_per_address = {_bucket(r.registration_per_address)}
 
 [well_known]
 # base_url served at /.well-known/matrix/client. Empty: public_baseurl.

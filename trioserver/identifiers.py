@@ -35,9 +35,7 @@ def is_valid_server_name(name: str) -> bool:
                 return False
         if not _HOSTNAME.fullmatch(host):
             return False
-    if port and (not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536):
-        return False
-    return True
+    return not port or (port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536)
 
 
 def is_valid_localpart(localpart: str) -> bool:

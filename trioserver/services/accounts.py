@@ -80,6 +80,7 @@ class Accounts:
         self._hasher = hasher
         self._uia = uia
         self._limiter = limiter
+        self._limits = config.rate_limits
 
     @property
     def server_name(self) -> str:
@@ -101,7 +102,9 @@ class Accounts:
             raise MatrixError(400, Codes.INVALID_PARAM, "Password is too long")
 
     async def check_username_available(self, username: str) -> None:
-        uid = self._local_user_id(username)
+        await self._ensure_free(self._local_user_id(username))
+
+    async def _ensure_free(self, uid: str) -> None:
         if await self._db.read(lambda c: users_repo.user_exists(c, uid)):
             raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
 
@@ -130,10 +133,10 @@ class Accounts:
         flows = self.registration_flows()
         if not flows:
             raise forbidden("Registration has been disabled")
-        self._limiter.check("register", client_ip, self._config.rate_limits.registration_per_address)
+        self._limiter.check("register", client_ip, self._limits.registration_per_address)
         uid = self._local_user_id(req.username) if req.username is not None else None
-        if uid is not None and await self._db.read(lambda c: users_repo.user_exists(c, uid)):
-            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
+        if uid is not None:
+            await self._ensure_free(uid)
         if req.password is not None:
             self.check_password_strength(req.password)
         if req.device_id is not None and not is_valid_device_id(req.device_id):
@@ -167,7 +170,7 @@ class Accounts:
     async def register_guest(self, display_name: str | None, client_ip: str) -> SessionResult:
         if not self._config.registration.allow_guests:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access is disabled")
-        self._limiter.check("register", client_ip, self._config.rate_limits.registration_per_address)
+        self._limiter.check("register", client_ip, self._limits.registration_per_address)
         localpart = "".join(secrets.choice(string.digits) for _ in range(16))
         return await self._create_account(
             make_user_id(localpart, self.server_name), None, is_guest=True,
@@ -256,7 +259,7 @@ class Accounts:
         claimed = _identifier_user(stage)
         password = stage.get("password")
         if claimed is None or not isinstance(password, str):
-            raise StageFailed(Codes.MISSING_PARAM, "auth needs an m.id.user identifier and password")
+            raise StageFailed(Codes.MISSING_PARAM, "auth needs an m.id.user and a password")
         try:
             claimed_uid = self._local_user_id(claimed)
         except MatrixError:

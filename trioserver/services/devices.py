@@ -30,7 +30,7 @@ class Devices:
         self._sessions = sessions
         self._accounts = accounts
 
-    async def list(self, requester: Requester) -> list[DeviceRow]:
+    async def list_all(self, requester: Requester) -> list[DeviceRow]:
         return await self._db.read(lambda c: devices_repo.list_devices(c, requester.user_id))
 
     async def get(self, requester: Requester, device_id: str) -> DeviceRow:

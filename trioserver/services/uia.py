@@ -42,7 +42,8 @@ class UIARequired(MatrixError):
         completed: Sequence[str],
         failure: StageFailed | None = None,
     ) -> None:
-        super().__init__(401, failure.errcode if failure else "", failure.message if failure else "")
+        errcode, message = (failure.errcode, failure.message) if failure else ("", "")
+        super().__init__(401, errcode, message)
         self.body: dict[str, Any] = {
             "session": session,
             "flows": [{"stages": list(f)} for f in flows],

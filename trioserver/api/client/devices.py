@@ -26,7 +26,7 @@ def create_blueprint(services: Services) -> Blueprint:
     async def list_devices() -> Response:
         """GET /_matrix/client/v3/devices (spec: getDevices)."""
         requester = await authenticate(sessions, allow_guest=True)
-        rows = await devices.list(requester)
+        rows = await devices.list_all(requester)
         return reply({"devices": [device_json(r) for r in rows]})
 
     @bp.route("/_matrix/client/v3/devices/<device_id>", methods=["GET"])

@@ -197,8 +197,8 @@ def retire_previous_refresh(conn: apsw.Connection, refresh_id: int) -> None:
     """The token `refresh_id` was used: revoke the ones it replaced (and their access tokens).
 
     Walks the whole chain, because a client may have refreshed several times before using any
-    of the new tokens. Also revokes sibling branches: tokens minted by retrying a refresh with the predecessor
-    whose results were never used.
+    of the new tokens. Also revokes sibling branches: tokens minted by retrying a refresh with
+    the predecessor whose results were never used.
     """
     row = conn.execute("SELECT prev_id FROM refresh_tokens WHERE id = ?", (refresh_id,)).fetchone()
     prev = row[0] if row else None
