@@ -62,16 +62,37 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _serve(config: Config) -> int:
     from trioserver.server import configure_logging, main
+    from trioserver.storage.db import DatabaseError
+    from trioserver.storage.migrations import MigrationError
 
     configure_logging(config.log_level)
     try:
         trio.run(main, config)
     except KeyboardInterrupt:
         pass
-    except OSError as e:
-        print(f"trioserver: cannot listen on {config.listen}: {e.strerror or e}", file=sys.stderr)
+    except (DatabaseError, MigrationError) as e:
+        print(f"trioserver: {e}", file=sys.stderr)
+        return 1
+    except (OSError, BaseExceptionGroup) as e:
+        # Binding the listener fails inside the server's nursery, so it arrives grouped.
+        error = _first_os_error(e)
+        if error is None:
+            raise
+        print(f"trioserver: cannot listen on {config.listen}: {error.strerror or error}",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def _first_os_error(e: BaseException) -> OSError | None:
+    if isinstance(e, OSError):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        for inner in e.exceptions:
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _read_password(path: Path | None) -> str:
