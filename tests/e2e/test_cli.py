@@ -112,7 +112,7 @@ def test_register_user_offline_then_log_in(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
 
     conn = apsw.Connection(str(data / "trioserver.db"))
-    admins = dict(conn.execute("SELECT user_id, is_admin FROM users").fetchall())
+    admins = {row[0]: row[1] for row in conn.execute("SELECT user_id, is_admin FROM users")}
     conn.close()
     assert admins == {"@alice:localhost": 1, "@bob:localhost": 0}
 
