@@ -36,7 +36,7 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError(f"server did not stop within {timeout}s") from None
-        if self.proc.stdout is not None:
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
             self.stdout_lines.extend(self.proc.stdout.read().splitlines())
             self.proc.stdout.close()
         return self.proc.returncode

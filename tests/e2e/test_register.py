@@ -40,7 +40,7 @@ async def is_available(http: httpx.AsyncClient, username: str) -> bool:
     return False
 
 
-# -- User-Interactive Authentication -----------------------------------------------------------
+# -- User-Interactive Authentication --------------------------------------------------------------
 
 
 async def test_uia_first_call_returns_flows_and_session(http: httpx.AsyncClient) -> None:
@@ -164,7 +164,7 @@ async def test_uia_stage_not_in_flows_is_refused(http: httpx.AsyncClient) -> Non
     assert await is_available(http, name)
 
 
-# -- usernames -------------------------------------------------------------------------------------
+# -- usernames ------------------------------------------------------------------------------------
 
 
 async def test_username_is_lower_cased(http: httpx.AsyncClient) -> None:
@@ -290,7 +290,7 @@ async def test_missing_password_after_uia(http: httpx.AsyncClient) -> None:
     assert await is_available(http, name)
 
 
-# -- options ---------------------------------------------------------------------------------------
+# -- options --------------------------------------------------------------------------------------
 
 
 async def test_inhibit_login(http: httpx.AsyncClient) -> None:
@@ -347,7 +347,7 @@ async def test_refresh_token_false_gives_none(http: httpx.AsyncClient) -> None:
     assert "expires_in_ms" not in reg
 
 
-# -- malformed requests -------------------------------------------------------------------------
+# -- malformed requests ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -382,7 +382,7 @@ async def test_body_not_json(http: httpx.AsyncClient, content: str) -> None:
     assert_error(r, 400, "M_NOT_JSON")
 
 
-# -- /register/available ----------------------------------------------------------------------------
+# -- /register/available --------------------------------------------------------------------------
 
 
 async def test_available(http: httpx.AsyncClient) -> None:
@@ -409,7 +409,7 @@ async def test_available_missing_param(http: httpx.AsyncClient) -> None:
     assert_error(await http.get(AVAILABLE), 400, "M_MISSING_PARAM")
 
 
-# -- guests -------------------------------------------------------------------------------------
+# -- guests ---------------------------------------------------------------------------------------
 
 
 async def test_guest_registration_refused_by_default(http: httpx.AsyncClient) -> None:

@@ -100,9 +100,14 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
-async def authenticate(sessions: Sessions, *, allow_guest: bool = False) -> Requester:
+async def authenticate(
+    sessions: Sessions, *, allow_guest: bool = False, allow_expired: bool = False
+) -> Requester:
     requester = await sessions.authenticate(
-        bearer_token(), ip=client_ip(), user_agent=request.headers.get("User-Agent")
+        bearer_token(),
+        ip=client_ip(),
+        user_agent=request.headers.get("User-Agent"),
+        allow_expired=allow_expired,
     )
     if requester.is_guest and not allow_guest:
         raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")

@@ -117,6 +117,11 @@ class Accounts:
             return [["m.login.dummy"]]
         return []
 
+    def check_registration_token(self, token: str, client_ip: str) -> bool:
+        """The validity endpoint: rate-limited, so tokens cannot be guessed quickly."""
+        self._limiter.check("register-token", client_ip, self._limits.registration_per_address)
+        return self.registration_token_valid(token)
+
     def registration_token_valid(self, token: str) -> bool:
         return any(secrets.compare_digest(token.encode(), t.encode())
                    for t in self._config.registration.tokens)
@@ -133,7 +138,8 @@ class Accounts:
         flows = self.registration_flows()
         if not flows:
             raise forbidden("Registration has been disabled")
-        self._limiter.check("register", client_ip, self._limits.registration_per_address)
+        # Only completed registrations count (as in Synapse); an empty bucket refuses early.
+        self._limiter.ensure_available("register", client_ip, self._limits.registration_per_address)
         uid = self._local_user_id(req.username) if req.username is not None else None
         if uid is not None:
             await self._ensure_free(uid)
@@ -160,6 +166,7 @@ class Accounts:
                 "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(12)),
                 self.server_name,
             )
+        self._limiter.record("register", client_ip, self._limits.registration_per_address)
         return await self._create_account(
             uid, password_hash, is_guest=False,
             device_id=None if req.inhibit_login else (req.device_id or random_device_id()),

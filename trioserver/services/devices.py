@@ -14,14 +14,13 @@ from trioserver.storage.repositories.devices import DeviceRow
 
 
 def device_json(row: DeviceRow) -> dict[str, Any]:
-    out: dict[str, Any] = {"device_id": row.device_id}
-    if row.display_name is not None:
-        out["display_name"] = row.display_name
-    if row.last_seen_ip is not None:
-        out["last_seen_ip"] = row.last_seen_ip
-    if row.last_seen_ts is not None:
-        out["last_seen_ts"] = row.last_seen_ts
-    return out
+    # Unset values are sent as null, not omitted: clients such as matrix-nio require the keys.
+    return {
+        "device_id": row.device_id,
+        "display_name": row.display_name,
+        "last_seen_ip": row.last_seen_ip,
+        "last_seen_ts": row.last_seen_ts,
+    }
 
 
 class Devices:

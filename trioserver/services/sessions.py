@@ -112,9 +112,17 @@ class Sessions:
     # -- authenticating --------------------------------------------------------------------
 
     async def authenticate(
-        self, token: str, *, ip: str | None = None, user_agent: str | None = None
+        self,
+        token: str,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        allow_expired: bool = False,
     ) -> Requester:
-        """Resolve an access token, or raise `401 M_UNKNOWN_TOKEN`."""
+        """Resolve an access token, or raise `401 M_UNKNOWN_TOKEN`.
+
+        `allow_expired` accepts a token past its lifetime (logout must work with one).
+        """
         token_hash = hash_token(token)
         row = self._cache.get(token_hash)
         if row is not None:
@@ -131,7 +139,7 @@ class Sessions:
         if row.deactivated:
             raise _unknown_token()
         now = now_ms()
-        if row.expires_ts is not None and row.expires_ts <= now:
+        if row.expires_ts is not None and row.expires_ts <= now and not allow_expired:
             # Expired, not revoked: the client may refresh or log in again to the same device.
             raise _unknown_token(soft_logout=True)
         if row.refresh_token_id is not None and row.refresh_prev_id is not None:

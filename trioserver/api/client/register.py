@@ -41,7 +41,8 @@ def create_blueprint(services: Services) -> Blueprint:
         if kind != "user":
             raise MatrixError(400, Codes.INVALID_PARAM, "kind must be 'user' or 'guest'")
         req = RegisterRequest(
-            username=body.opt_str("username", max_len=255),
+            # Length is judged by the user-ID grammar (M_INVALID_USERNAME), not as bad JSON.
+            username=body.opt_str("username", max_len=4096),
             password=body.opt_str("password"),
             device_id=body.opt_str("device_id", max_len=255),
             initial_device_display_name=body.opt_str("initial_device_display_name", max_len=512),
@@ -69,6 +70,6 @@ def create_blueprint(services: Services) -> Blueprint:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'token'")
         if not services.config.registration.tokens:
             raise MatrixError(403, Codes.FORBIDDEN, "Registration tokens are not in use")
-        return reply({"valid": accounts.registration_token_valid(token)})
+        return reply({"valid": accounts.check_registration_token(token, client_ip())})
 
     return bp
