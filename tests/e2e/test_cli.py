@@ -155,3 +155,11 @@ def test_serve_refuses_a_database_from_a_newer_release(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "newer release" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_data_dir_and_database_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "fresh"
+    out = cli("register-user", "frank", "--data-dir", str(data), stdin=PASSWORD + "\n")
+    assert out.returncode == 0, out.stderr
+    assert (data.stat().st_mode & 0o777) == 0o700
+    assert ((data / "trioserver.db").stat().st_mode & 0o777) == 0o600

@@ -80,7 +80,10 @@ class Database:
         check: bool = True,
     ) -> Database:
         """Open (creating if needed), migrate and check the database. Blocking: call at start-up."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The database holds password and token hashes: keep it private to this user.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            path.touch(mode=0o600)
         try:
             writer = _connect(path, readonly=False, synchronous=synchronous)
             applied = migrate(writer, migrations or load_migrations())
