@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from trioserver.concurrency import KeyedSerializer, Notifier
@@ -27,7 +28,7 @@ async def run_increments(
     async def increment(key: str) -> None:
         async with hold(key):
             value = counters[key]
-            await trio.sleep(0)  # another task may run here
+            await trio.lowlevel.checkpoint()  # another task may run here
             counters[key] = value + 1
 
     async with trio.open_nursery() as nursery:
@@ -161,11 +162,13 @@ async def test_exception_with_waiter_hands_lock_over() -> None:
     order: list[str] = []
 
     async def failing() -> None:
-        with pytest.raises(RuntimeError):
+        try:
             async with serializer.hold("k"):
                 order.append("failing")
                 await trio.sleep(0.01)
                 raise RuntimeError("boom")
+        except RuntimeError:
+            order.append("raised")
 
     async def second() -> None:
         async with serializer.hold("k"):
@@ -176,7 +179,7 @@ async def test_exception_with_waiter_hands_lock_over() -> None:
             nursery.start_soon(failing)
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(second)
-    assert order == ["failing", "second"]
+    assert order == ["failing", "raised", "second"]
     assert len(serializer) == 0
 
 
