@@ -43,21 +43,31 @@ class KeyedSerializer:
                 self._locks[key] = (lock_now, users_now - 1)
 
 
+class _Waiter:
+    __slots__ = ("event", "since")
+
+    def __init__(self, since: int) -> None:
+        self.event = trio.Event()
+        self.since = since
+
+
 class Notifier:
     def __init__(self) -> None:
         self._latest: dict[str, int] = {}
-        self._waiters: dict[str, set[trio.Event]] = {}
+        self._waiters: dict[str, set[_Waiter]] = {}
 
     def latest(self, key: str) -> int:
         return self._latest.get(key, 0)
 
     def notify(self, keys: Iterable[str], position: int) -> None:
-        """Record that `keys` changed at stream `position` and wake everyone waiting on them."""
+        """Record that `keys` changed at stream `position` and wake everyone waiting on them
+        for a change after a position older than that."""
         for key in keys:
             if position > self._latest.get(key, 0):
                 self._latest[key] = position
-            for event in self._waiters.pop(key, ()):
-                event.set()
+            for waiter in self._waiters.get(key, ()):
+                if position > waiter.since:
+                    waiter.event.set()
 
     # A long-poll's timeout is part of its contract, hence the parameter.
     async def wait(
@@ -71,20 +81,20 @@ class Notifier:
         keys = list(keys)
         if any(self._latest.get(k, 0) > since for k in keys):
             return True
-        event = trio.Event()
+        waiter = _Waiter(since)
         for k in keys:
-            self._waiters.setdefault(k, set()).add(event)
+            self._waiters.setdefault(k, set()).add(waiter)
         try:
             with trio.move_on_after(timeout):
-                await event.wait()
+                await waiter.event.wait()
         finally:
             for k in keys:
                 waiters = self._waiters.get(k)
                 if waiters is not None:
-                    waiters.discard(event)
+                    waiters.discard(waiter)
                     if not waiters:
                         del self._waiters[k]
-        return event.is_set()
+        return waiter.event.is_set()
 
     def waiting(self) -> int:
         """Number of (key, waiter) registrations, for tests and metrics."""

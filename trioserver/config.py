@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from trioserver.identifiers import is_valid_server_name
+from trioserver.identifiers import is_valid_port, is_valid_server_name
 
 
 class ConfigError(Exception):
@@ -107,7 +107,7 @@ class Config:
 
 def split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not (0 <= int(port) <= 65535):
+    if not sep or not (port == "0" or is_valid_port(port)):
         raise ConfigError(f"listen: expected HOST:PORT, got {listen!r}")
     return host.strip("[]"), int(port)
 
@@ -152,8 +152,7 @@ def _coerce(where: str, value: Any, default: Any) -> Any:
         return RateLimit(
             per_second=_coerce(f"{where}.per_second", value.get("per_second", default.per_second),
                                default.per_second),
-            burst=max(1, _coerce(f"{where}.burst", value.get("burst", default.burst),
-                                 default.burst)),
+            burst=_coerce(f"{where}.burst", value.get("burst", default.burst), default.burst),
         )
     raise ConfigError(f"{where}: unsupported value")  # pragma: no cover - programming error
 
@@ -219,6 +218,10 @@ def validate(config: Config) -> Config:
         raise ConfigError("max_request_body_bytes: must be at least 1024")
     if config.database.synchronous not in ("full", "normal"):
         raise ConfigError("database.synchronous: expected \"full\" or \"normal\"")
+    limits = config.rate_limits
+    for name in ("login_per_address", "login_failures_per_account", "registration_per_address"):
+        if getattr(limits, name).burst < 1:
+            raise ConfigError(f"rate_limits.{name}.burst: must be at least 1")
     if config.database.reader_connections < 1:
         raise ConfigError("database.reader_connections: must be at least 1")
     if config.auth.password_hash_memlimit_kib < 8192 or config.auth.password_hash_opslimit < 1:

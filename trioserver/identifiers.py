@@ -9,33 +9,39 @@ _LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
 # Historical user IDs may contain any printable ASCII except ':' (spec: "Historical user IDs").
 _HISTORICAL_LOCALPART = re.compile(r"[!-9;-~]+")
 _HOSTNAME = re.compile(r"[A-Za-z0-9.\-]{1,255}")
+_PORT = re.compile(r"[0-9]{1,5}")
 _DEVICE_ID_MAX = 255
 MAX_USER_ID_BYTES = 255
 
 
 def is_valid_server_name(name: str) -> bool:
     """server_name = hostname [ ":" port ], hostname being a DNS name, IPv4 or [IPv6]."""
-    host, port = name, ""
+    port: str | None = None
     if name.startswith("["):
         end = name.find("]")
         if end < 0:
             return False
         host, rest = name[1:end], name[end + 1 :]
-        if rest and not rest.startswith(":"):
-            return False
-        port = rest[1:]
+        if rest:
+            if not rest.startswith(":"):
+                return False
+            port = rest[1:]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
             return False
     else:
+        host = name
         if ":" in name:
             host, port = name.rsplit(":", 1)
-            if not port:
-                return False
         if not _HOSTNAME.fullmatch(host):
             return False
-    return not port or (port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536)
+    return port is None or is_valid_port(port)
+
+
+def is_valid_port(port: str) -> bool:
+    """1-65535 in ASCII digits (str.isdigit would also accept other scripts' digits)."""
+    return bool(_PORT.fullmatch(port)) and 0 < int(port) < 65536
 
 
 def is_valid_localpart(localpart: str) -> bool:

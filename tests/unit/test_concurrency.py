@@ -328,3 +328,21 @@ async def test_one_notify_wakes_all_waiters_on_the_key(
         # The waiter on both keys is no longer registered under "b".
         assert notifier.waiting() == 1
     assert sorted(results) == [False, True, True]
+
+
+async def test_notify_at_or_before_since_does_not_wake_a_waiter(autojump_clock) -> None:
+    notifier = Notifier()
+    woke: list[bool] = []
+
+    async def waiter() -> None:
+        woke.append(await notifier.wait(["k"], since=10, timeout=5))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.sleep(1)
+        notifier.notify(["k"], 10)  # not newer than what the waiter has seen
+        await trio.sleep(1)
+        assert woke == []
+        notifier.notify(["k"], 11)
+    assert woke == [True]
+    assert trio.current_time() == pytest.approx(2)

@@ -62,19 +62,11 @@ def test_invalid_server_names(name: str) -> None:
     assert is_valid_server_name(name) is False
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: is_valid_server_name accepts an empty port after [IPv6]"
-)
 def test_bracketed_ipv6_with_empty_port_is_invalid() -> None:
     # "host:" is rejected; the bracketed form with an empty port must be too.
     assert is_valid_server_name("[::1]:") is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: is_valid_server_name checks the port with str.isdigit(), which accepts "
-    "non-ASCII digits (int() then parses them)",
-)
 @pytest.mark.parametrize("name", ["host:\uff18\uff10", "host:\u0668\u0664\u0664\u0668"])
 def test_server_name_port_must_be_ascii_digits(name: str) -> None:
     # The grammar is port = 1*5DIGIT, ASCII digits only.

@@ -110,11 +110,6 @@ def test_failing_migration_is_rolled_back_entirely(tmp_path: Path) -> None:
     assert tables(conn) == {"one", "two"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: migrate() never exhausts the cursor, so statements after one that returns "
-    "rows are silently skipped while user_version is still bumped",
-)
 def test_statement_returning_rows_does_not_stop_migration(tmp_path: Path) -> None:
     # A data migration may contain a statement that yields rows (SELECT, RETURNING, some
     # PRAGMAs); every statement after it must still run before user_version is bumped.

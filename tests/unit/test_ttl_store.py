@@ -122,10 +122,6 @@ def test_incr_on_non_int_raises_type_error(store: TTLStore) -> None:
         store.incr("f")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: TTLStore.delete returns True for an expired key that was not yet swept",
-)
 def test_expired_key_is_absent_for_delete(store: TTLStore, clock: FakeClock) -> None:
     store.set("a", 1, ttl=10)
     clock.now += 10

@@ -288,11 +288,6 @@ async def test_session_is_consumed_after_success(
     assert info.value.status == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a session is checked before and consumed after the (async) verifier, so "
-    "concurrent requests on one session can each complete it",
-)
 async def test_concurrent_requests_cannot_both_consume_a_session(
     uia: UIA, autojump_clock: trio.testing.MockClock
 ) -> None:

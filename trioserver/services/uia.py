@@ -121,6 +121,10 @@ class UIA:
                 await verifiers[stage](auth)
             except StageFailed as failure:
                 raise UIARequired(sid, flows, params, session.completed, failure) from None
+            # The verifier awaited: a concurrent request may have consumed the session
+            # meanwhile. From here to the end nothing awaits, so only one request can win.
+            if self._store.get(f"uia:{sid}") is not session:
+                raise MatrixError(400, Codes.UNKNOWN, f"Unknown session ID: {sid[:64]}")
             session.completed.append(stage)
         if any(all(s in session.completed for s in f) for f in flows):
             self._store.delete(f"uia:{sid}")

@@ -211,6 +211,9 @@ class Database:
             conn.execute("COMMIT")
 
     def read_sync(self, fn: Callable[[apsw.Connection], T]) -> T:
-        """Blocking read for offline tools and start-up."""
-        conn = self._readers[0]
-        return self._read_in_txn(conn, fn)
+        """Blocking read for offline tools and start-up (never beside async reads)."""
+        conn = self._readers.pop()
+        try:
+            return self._read_in_txn(conn, fn)
+        finally:
+            self._readers.append(conn)

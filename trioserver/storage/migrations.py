@@ -69,7 +69,10 @@ def migrate(conn: apsw.Connection, migrations: list[Migration]) -> list[str]:
     for migration in migrations[version:]:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(migration.sql)
+            # Exhaust the cursor: apsw stops at a statement that returns rows until it is read,
+            # and the statements after it would silently not run.
+            for _ in conn.execute(migration.sql):
+                pass
             conn.execute(f"PRAGMA user_version = {migration.version:d}")
             conn.execute("COMMIT")
         except BaseException:

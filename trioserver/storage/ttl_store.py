@@ -68,7 +68,10 @@ class TTLStore:
         return True
 
     def delete(self, key: str) -> bool:
-        return self._data.pop(key, None) is not None
+        """Remove `key`; True if it existed (an expired key does not)."""
+        live = self._live(key) is not None
+        self._data.pop(key, None)
+        return live
 
     def incr(self, key: str, amount: int = 1, ttl: float = 60.0) -> int:
         """Add `amount` to an integer counter, creating it (with `ttl`) at 0 if absent."""
