@@ -63,3 +63,16 @@ def password_auth(user_id: str, password: str = PASSWORD, session: str | None = 
     if session is not None:
         auth["session"] = session
     return auth
+
+
+def assert_error(r: httpx.Response, status: int, errcode: str) -> dict[str, Any]:
+    """Assert a Matrix error response and return its body."""
+    assert r.status_code == status, r.text
+    body: dict[str, Any] = r.json()
+    assert body["errcode"] == errcode, body
+    assert isinstance(body.get("error", ""), str)
+    return body
+
+
+async def whoami(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await http.get("/_matrix/client/v3/account/whoami", headers=bearer(token))

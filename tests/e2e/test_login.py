@@ -8,7 +8,16 @@ import httpx
 import pytest
 import trio
 
-from tests.e2e.helpers import PASSWORD, bearer, login, password_auth, register, unique
+from tests.e2e.helpers import (
+    PASSWORD,
+    assert_error,
+    bearer,
+    login,
+    password_auth,
+    register,
+    unique,
+    whoami,
+)
 
 LOGIN = "/_matrix/client/v3/login"
 LOGOUT = "/_matrix/client/v3/logout"
@@ -18,18 +27,6 @@ DEVICES = "/_matrix/client/v3/devices"
 DEACTIVATE = "/_matrix/client/v3/account/deactivate"
 REGISTER = "/_matrix/client/v3/register"
 AVAILABLE = "/_matrix/client/v3/register/available"
-
-
-def assert_error(r: httpx.Response, status: int, errcode: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body: dict[str, Any] = r.json()
-    assert body["errcode"] == errcode, body
-    assert isinstance(body.get("error", ""), str)
-    return body
-
-
-async def whoami(http: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await http.get(WHOAMI, headers=bearer(token))
 
 
 async def device_ids(http: httpx.AsyncClient, token: str) -> list[str]:

@@ -7,24 +7,12 @@ from typing import Any
 import httpx
 import trio
 
-from tests.e2e.helpers import bearer, login, register
+from tests.e2e.helpers import assert_error, bearer, login, register, whoami
 
 REFRESH = "/_matrix/client/v3/refresh"
 WHOAMI = "/_matrix/client/v3/account/whoami"
 LOGOUT = "/_matrix/client/v3/logout"
 DEFAULT_LIFETIME_MS = 300_000  # auth.refreshable_access_token_lifetime_s default, in ms
-
-
-def assert_error(r: httpx.Response, status: int, errcode: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body: dict[str, Any] = r.json()
-    assert body["errcode"] == errcode, body
-    assert isinstance(body.get("error", ""), str)
-    return body
-
-
-async def whoami(http: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await http.get(WHOAMI, headers=bearer(token))
 
 
 async def refresh(http: httpx.AsyncClient, refresh_token: str) -> httpx.Response:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trio
 
-from tests.e2e.helpers import PASSWORD, bearer, login, password_auth, register, unique
+from tests.e2e.helpers import PASSWORD, assert_error, bearer, login, password_auth, register, unique
 
 REGISTER = "/_matrix/client/v3/register"
 AVAILABLE = "/_matrix/client/v3/register/available"
@@ -21,14 +21,6 @@ CHANGE_PASSWORD = "/_matrix/client/v3/account/password"
 DUMMY = {"type": "m.login.dummy"}
 # Localpart grammar of user IDs the server creates (spec appendix, "User Identifiers").
 USER_ID_RE = re.compile(r"@[a-z0-9._=\-/+]+:localhost")
-
-
-def assert_error(r: httpx.Response, status: int, errcode: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body: dict[str, Any] = r.json()
-    assert body["errcode"] == errcode, body
-    assert isinstance(body.get("error", ""), str)
-    return body
 
 
 async def is_available(http: httpx.AsyncClient, username: str) -> bool:

@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.unit.fakes import FakeClock
 from trioserver.config import RateLimit
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.ratelimit import RateLimiter
 from trioserver.storage.ttl_store import TTLStore
 
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 LIMIT = RateLimit(per_second=0.5, burst=3)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(clock: FakeClock) -> TTLStore:
-    return TTLStore(clock=clock)
 
 
 @pytest.fixture

@@ -5,25 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
+from tests.unit.fakes import FakeClock
 from trioserver.storage.ttl_store import TTLStore
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(clock: FakeClock) -> TTLStore:
-    return TTLStore(clock=clock)
 
 
 def test_get_set_delete(store: TTLStore) -> None:

@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.unit.fakes import FakeClock
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.uia import SESSION_TTL_S, UIA, StageFailed, UIARequired, Verifier
 from trioserver.storage.ttl_store import TTLStore
@@ -19,14 +20,6 @@ STAGE_B = "org.example.b"
 FLOWS = [[PASSWORD], [STAGE_A, STAGE_B]]
 PARAMS = {"org.example.a": {"hint": 1}}
 METHOD, PATH, USER = "POST", "/_matrix/client/v3/delete_devices", "@alice:example.org"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Verifiers:
@@ -48,16 +41,6 @@ class Verifiers:
 
     def mapping(self) -> dict[str, Verifier]:
         return {PASSWORD: self.password, STAGE_A: self.a, STAGE_B: self.b}
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(clock: FakeClock) -> TTLStore:
-    return TTLStore(clock=clock)
 
 
 @pytest.fixture

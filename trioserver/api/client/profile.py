@@ -23,6 +23,14 @@ def split_profile_path(rest: str) -> tuple[str, str | None]:
     return rest, None
 
 
+def field_path(rest: str) -> tuple[str, str]:
+    """`{userId}/{keyName}` for the methods that need a key (405 without one)."""
+    user_id, key = split_profile_path(rest)
+    if key is None:
+        raise MatrixError(405, Codes.UNRECOGNIZED, "This method needs a profile key")
+    return user_id, key
+
+
 def create_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("profile", __name__)
     profiles = services.profiles
@@ -39,9 +47,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.route(PREFIX + "<path:rest>", methods=["PUT"])
     async def set_field(rest: str) -> Response:
         """PUT /_matrix/client/v3/profile/{userId}/{keyName} (spec: setProfileField)."""
-        user_id, key = split_profile_path(rest)
-        if key is None:
-            raise MatrixError(405, Codes.UNRECOGNIZED, "PUT needs a profile key")
+        user_id, key = field_path(rest)
         requester = await authenticate(sessions, allow_guest=True)
         body = await json_body()
         if key not in body:
@@ -52,9 +58,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.route(PREFIX + "<path:rest>", methods=["DELETE"])
     async def delete_field(rest: str) -> Response:
         """DELETE /_matrix/client/v3/profile/{userId}/{keyName} (spec: deleteProfileField)."""
-        user_id, key = split_profile_path(rest)
-        if key is None:
-            raise MatrixError(405, Codes.UNRECOGNIZED, "DELETE needs a profile key")
+        user_id, key = field_path(rest)
         requester = await authenticate(sessions, allow_guest=True)
         await profiles.delete_field(requester, user_id, key)
         return reply({})
