@@ -1,0 +1,1 @@
+"""The signed event graph: room versions, event format, hashing, redaction, auth rules."""
