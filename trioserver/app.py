@@ -17,7 +17,17 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from trioserver.api.client import account, devices, discovery, login, profile, register
+from trioserver.api.client import (
+    account,
+    devices,
+    directory,
+    discovery,
+    login,
+    profile,
+    register,
+    room_events,
+    rooms,
+)
 from trioserver.api.http import reply
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.container import Services
@@ -50,7 +60,8 @@ def create_app(services: Services) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = services.config.max_request_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["BODY_TIMEOUT"] = 60
-    for module in (discovery, register, login, account, devices, profile):
+    for module in (discovery, register, login, account, devices, profile, rooms, room_events,
+                   directory):
         app.register_blueprint(module.create_blueprint(services))
 
     @app.before_request

@@ -62,6 +62,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _serve(config: Config) -> int:
     from trioserver.server import configure_logging, main
+    from trioserver.services.events.signing import SigningKeyError
     from trioserver.storage.db import DatabaseError
     from trioserver.storage.migrations import MigrationError
 
@@ -70,7 +71,7 @@ def _serve(config: Config) -> int:
         trio.run(main, config)
     except KeyboardInterrupt:
         pass
-    except (DatabaseError, MigrationError) as e:
+    except (DatabaseError, MigrationError, SigningKeyError) as e:
         print(f"trioserver: {e}", file=sys.stderr)
         return 1
     except (OSError, BaseExceptionGroup) as e:

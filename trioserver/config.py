@@ -62,6 +62,12 @@ class WellKnown:
 
 
 @dataclass(frozen=True)
+class Rooms:
+    # Room version of new rooms when the client does not ask for one (the spec recommends 12).
+    default_room_version: str = "12"
+
+
+@dataclass(frozen=True)
 class Database:
     reader_connections: int = 4
     synchronous: str = "full"
@@ -79,6 +85,7 @@ class Config:
     auth: Auth = field(default_factory=Auth)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     well_known: WellKnown = field(default_factory=WellKnown)
+    rooms: Rooms = field(default_factory=Rooms)
     database: Database = field(default_factory=Database)
 
     @property
@@ -117,6 +124,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "auth": Auth,
     "rate_limits": RateLimits,
     "well_known": WellKnown,
+    "rooms": Rooms,
     "database": Database,
 }
 
@@ -216,6 +224,8 @@ def validate(config: Config) -> Config:
         raise ConfigError("log_level: expected debug, info, warning or error")
     if config.max_request_body_bytes < 1024:
         raise ConfigError("max_request_body_bytes: must be at least 1024")
+    if config.rooms.default_room_version not in ("10", "11", "12"):
+        raise ConfigError("rooms.default_room_version: this server creates rooms in 10, 11, 12")
     if config.database.synchronous not in ("full", "normal"):
         raise ConfigError("database.synchronous: expected \"full\" or \"normal\"")
     limits = config.rate_limits
@@ -297,6 +307,10 @@ client_base_url = ""
 # "host:port" served as m.server at /.well-known/matrix/server (federation delegation).
 # Empty: that endpoint answers 404, which tells servers to use the server name on port 8448.
 server = ""
+
+[rooms]
+# Room version of new rooms when the client does not ask for one: "10", "11" or "12".
+default_room_version = "{d.rooms.default_room_version}"
 
 [database]
 # SQLite reader connections (concurrent reads); writes go through one serialized writer.

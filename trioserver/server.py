@@ -16,6 +16,7 @@ from trioserver import __version__
 from trioserver.app import create_app, shield_send
 from trioserver.config import Config
 from trioserver.services.container import build_services
+from trioserver.services.events.signing import load_or_create_signing_key
 from trioserver.storage.db import Database
 from trioserver.storage.ttl_store import TTLStore
 
@@ -68,7 +69,8 @@ async def main(
     )
     try:
         ttl = TTLStore()
-        services = build_services(config, db, ttl)
+        signing_key = load_or_create_signing_key(config.data_dir / "signing.key")
+        services = build_services(config, db, ttl, signing_key)
         app = shield_send(create_app(services))
         async with trio.open_nursery() as nursery:
             await nursery.start(db.run)

@@ -12,6 +12,7 @@ from trioserver.app import create_app
 from trioserver.config import Config
 from trioserver.errors import MatrixError
 from trioserver.services.container import build_services
+from trioserver.services.events.signing import load_or_create_signing_key
 from trioserver.storage.db import Database
 from trioserver.storage.ttl_store import TTLStore
 
@@ -20,7 +21,8 @@ from trioserver.storage.ttl_store import TTLStore
 def app(tmp_path: Path):
     config = Config(data_dir=tmp_path)
     db = Database.open(config.database_path, readers=1)
-    application = create_app(build_services(config, db, TTLStore()))
+    key = load_or_create_signing_key(tmp_path / "signing.key")
+    application = create_app(build_services(config, db, TTLStore(), key))
 
     @application.route("/_test/boom")
     async def boom() -> str:

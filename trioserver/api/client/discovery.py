@@ -7,6 +7,7 @@ from quart import Blueprint, Response
 from trioserver.api.http import authenticate, reply
 from trioserver.errors import not_found
 from trioserver.services.container import Services
+from trioserver.services.events.room_versions import CREATABLE_VERSIONS
 
 SPEC_VERSIONS = [f"v1.{n}" for n in range(1, 20)]
 
@@ -45,6 +46,10 @@ def create_blueprint(services: Services) -> Blueprint:
                 "m.3pid_changes": {"enabled": False},
                 "m.get_login_token": {"enabled": False},
                 "m.profile_fields": {"enabled": True},
+                "m.room_versions": {
+                    "default": config.rooms.default_room_version,
+                    "available": {v: "stable" for v in CREATABLE_VERSIONS},
+                },
             }
         })
 

@@ -39,6 +39,9 @@ class RoomVersion:
     enforce_key_validity: bool
     # v1-5: the m.room.aliases auth rule special case.
     special_case_aliases_auth: bool
+    # v1-2: the m.room.redaction auth rule (redact level, or same event-ID domain); from v3 the
+    # redaction checks happen when the redaction is applied, not in the auth rules.
+    redaction_auth_rule: bool
     # v6: canonical JSON is strict (no floats, integers within +-(2**53 - 1)).
     strict_canonical_json: bool
     # v6: power_levels.notifications is checked when power levels change.
@@ -68,6 +71,7 @@ def _v(identifier: str, **changes: object) -> RoomVersion:
         "redaction": RedactionRules.V1,
         "enforce_key_validity": False,
         "special_case_aliases_auth": True,
+        "redaction_auth_rule": False,
         "strict_canonical_json": False,
         "limit_notifications_power_levels": False,
         "knocking": False,
@@ -93,8 +97,9 @@ _V11 = {**_V10, "redaction": RedactionRules.V11, "implicit_room_creator": True,
 ROOM_VERSIONS: dict[str, RoomVersion] = {
     rv.identifier: rv
     for rv in (
-        _v("1", event_id_format=EventIdFormat.V1, state_res=StateResAlgorithm.V1),
-        _v("2", event_id_format=EventIdFormat.V1),
+        _v("1", event_id_format=EventIdFormat.V1, state_res=StateResAlgorithm.V1,
+           redaction_auth_rule=True),
+        _v("2", event_id_format=EventIdFormat.V1, redaction_auth_rule=True),
         _v("3", event_id_format=EventIdFormat.V3),
         _v("4"),
         _v("5", enforce_key_validity=True),

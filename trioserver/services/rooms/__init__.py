@@ -1,0 +1,1 @@
+"""Rooms: the append pipeline, room operations, and reading the timeline and state."""

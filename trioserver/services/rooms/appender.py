@@ -1,0 +1,275 @@
+"""The append pipeline: build, authorise, persist and announce local events.
+
+Everything for one room runs under that room's key in the `KeyedSerializer` and commits in one
+transaction: prev_events and depth come from the room's forward extremities, auth_events from its
+current state, the event is checked against that state by the auth rules, and the event, its state
+group, the current state, the extremities and the transaction ID are written together. Two senders
+in one room therefore can never fork the DAG or lose an event, and a retried transaction ID gets
+back the event it created the first time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from trioserver.concurrency import KeyedSerializer, Notifier
+from trioserver.errors import Codes, MatrixError
+from trioserver.services.clock import now_ms
+from trioserver.services.events import auth_rules, canonical_json
+from trioserver.services.events.event import Event
+from trioserver.services.events.room_versions import RoomVersion
+from trioserver.services.events.signing import SigningKey, hash_and_sign_event
+from trioserver.services.rooms.cache import RoomCache, RoomView
+from trioserver.storage.db import Database
+from trioserver.storage.repositories import events as events_repo
+from trioserver.storage.repositories import rooms as rooms_repo
+
+MAX_EVENT_BYTES = 65_536
+MAX_PREV_EVENTS = 10
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An event a local user wants to send, before it is built."""
+
+    type: str
+    sender: str
+    content: dict[str, Any]
+    state_key: str | None = None
+    redacts: str | None = None
+
+
+@dataclass(frozen=True)
+class TxnKey:
+    user_id: str
+    device_id: str
+    txn_id: str
+
+
+@dataclass(frozen=True)
+class Appended:
+    event: Event
+    stream_ordering: int
+
+
+def room_key(room_id: str) -> str:
+    return f"room:{room_id}"
+
+
+class Appender:
+    def __init__(self, *, server_name: str, signing_key: SigningKey, db: Database,
+                 cache: RoomCache, serializer: KeyedSerializer, notifier: Notifier) -> None:
+        self._server_name = server_name
+        self._key = signing_key
+        self._db = db
+        self._cache = cache
+        self._serializer = serializer
+        self._notifier = notifier
+
+    # -- building -------------------------------------------------------------------------
+
+    def _build(self, draft: Draft, view: RoomView | None, version: RoomVersion,
+               state_events: dict[tuple[str, str], Event], create: Event | None) -> Event:
+        """Build and sign one event on top of `view` (None: this is the create event)."""
+        pdu: dict[str, Any] = {
+            "type": draft.type,
+            "sender": draft.sender,
+            "content": draft.content,
+            "origin_server_ts": now_ms(),
+        }
+        if draft.state_key is not None:
+            pdu["state_key"] = draft.state_key
+        if draft.redacts is not None:
+            if version.redacts_in_content:
+                pdu["content"] = {**draft.content, "redacts": draft.redacts}
+            else:
+                pdu["redacts"] = draft.redacts
+        if view is None:
+            pdu.update(depth=1, prev_events=[], auth_events=[])
+            if not version.room_id_is_create_hash:
+                raise AssertionError("older room versions get their room_id before the create")
+        else:
+            pdu["room_id"] = view.room_id
+            pdu["depth"] = view.depth + 1
+            pdu["prev_events"] = view.extremities[-MAX_PREV_EVENTS:]
+            wanted = auth_rules.auth_types_for_event(
+                draft.type, draft.state_key, draft.sender, draft.content, version)
+            pdu["auth_events"] = [view.state[k] for k in wanted if k in view.state]
+        _check_size(pdu, version)
+        signed = hash_and_sign_event(pdu, self._server_name, self._key, version)
+        event = Event.from_pdu(signed, version)
+        _check_size(signed, version)
+        try:
+            auth_rules.check_event(event, state_events, create_event=create)
+        except auth_rules.AuthError as e:
+            raise MatrixError(403, Codes.FORBIDDEN, str(e)) from None
+        return event
+
+    def build_create(self, draft: Draft, version: RoomVersion, room_id: str | None) -> Event:
+        """The m.room.create event (v12 derives the room ID from it; older versions get one)."""
+        if version.room_id_is_create_hash:
+            event = self._build(draft, None, version, {}, None)
+            return event
+        pdu: dict[str, Any] = {
+            "type": draft.type, "sender": draft.sender, "content": draft.content,
+            "state_key": "", "room_id": room_id, "origin_server_ts": now_ms(), "depth": 1,
+            "prev_events": [], "auth_events": [],
+        }
+        signed = hash_and_sign_event(pdu, self._server_name, self._key, version)
+        event = Event.from_pdu(signed, version)
+        try:
+            auth_rules.check_event(event, {}, create_event=None)
+        except auth_rules.AuthError as e:
+            raise MatrixError(403, Codes.FORBIDDEN, str(e)) from None
+        return event
+
+    # -- appending ------------------------------------------------------------------------
+
+    async def create_room(self, create_draft: Draft, version: RoomVersion, room_id: str | None,
+                          drafts: Sequence[Draft], *, published: bool) -> tuple[str, list[Event]]:
+        """Create a room: its create event and initial events, all in one transaction."""
+        create = self.build_create(create_draft, version, room_id)
+        room_id = create.room_id
+        view = RoomView(room_id, version, {}, 0, [], 0, create.event_id)
+        async with self._serializer.hold(room_key(room_id)):
+            built = [create]
+            state_events: dict[tuple[str, str], Event] = {("m.room.create", ""): create}
+            self._advance(view, create)
+            for draft in drafts:
+                event = self._build(draft, view, version, state_events, create)
+                built.append(event)
+                if event.state_key is not None:
+                    state_events[event.state_tuple] = event
+                self._advance(view, event)
+
+            def txn(conn: apsw.Connection) -> tuple[list[int], int]:
+                rooms_repo.insert_room(conn, room_id, version.identifier, create.sender,
+                                       now_ms(), published)
+                return _persist(conn, room_id, built, None, {})
+
+            orderings, group = await self._db.write(txn)
+            view.state_group = group
+            self._finish(view, built, orderings)
+        return room_id, built
+
+    async def append(self, room_id: str, draft: Draft, *, txn: TxnKey | None = None,
+                     precheck: Precheck | None = None) -> Appended:
+        """Append one event to an existing room (or return the one this txn ID already made).
+
+        `precheck(view, auth_state)` may refuse the event with a MatrixError before it is built,
+        seeing the same state the event will be authorised against.
+        """
+        async with self._serializer.hold(room_key(room_id)):
+            view = await self._cache.room(room_id)
+            if view is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+            if txn is not None:
+                existing = await self._db.read(
+                    lambda c: events_repo.get_txn_event(c, txn.user_id, txn.device_id, txn.txn_id))
+                if existing is not None:
+                    found = (await self._cache.events([existing]))[existing]
+                    return Appended(found, -1)
+            wanted = auth_rules.auth_types_for_event(
+                draft.type, draft.state_key, draft.sender, draft.content, view.room_version)
+            state_events = await self.state_events(view, [("m.room.create", ""), *wanted])
+            create = state_events.get(("m.room.create", ""))
+            if precheck is not None:
+                precheck(view, state_events)
+            event = self._build(draft, view, view.room_version, state_events, create)
+
+            def write(conn: apsw.Connection) -> tuple[list[int], int]:
+                result = _persist(conn, room_id, [event], view.state_group, view.state)
+                if txn is not None:
+                    events_repo.set_txn_event(conn, txn.user_id, txn.device_id, txn.txn_id,
+                                              event.event_id)
+                return result
+
+            orderings, group = await self._db.write(write)
+            # Only now, with the event durable, does the in-memory view move on.
+            self._advance(view, event)
+            view.state_group = group
+            self._finish(view, [event], orderings)
+            return Appended(event, orderings[0])
+
+    async def state_events(self, view: RoomView, keys: Sequence[tuple[str, str]]
+                           ) -> dict[tuple[str, str], Event]:
+        """Events of the current state at `keys` (missing keys are left out)."""
+        present = [k for k in dict.fromkeys(keys) if k in view.state]
+        found = await self._cache.events(view.state[k] for k in present)
+        return {k: found[view.state[k]] for k in present if view.state[k] in found}
+
+    # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _advance(view: RoomView, event: Event) -> None:
+        view.extremities = [event.event_id]
+        view.depth = max(view.depth, event.depth)
+        if event.state_key is not None:
+            view.state[event.state_tuple] = event.event_id
+
+    def _finish(self, view: RoomView, events: Sequence[Event], orderings: Sequence[int]) -> None:
+        self._cache.put_room(view)
+        for event in events:
+            self._cache.put_event(event)
+        self._notifier.notify([room_key(view.room_id)], orderings[-1])
+
+
+Precheck = Callable[[RoomView, dict[tuple[str, str], Event]], None]
+
+
+def _persist(conn: apsw.Connection, room_id: str, events: Sequence[Event],
+             state_group: int | None, base_state: events_repo.StateMap
+             ) -> tuple[list[int], int]:
+    """Inside a write: store events in order with their state groups, update the current state
+    and the extremities. Returns the stream orderings and the state group after the last event.
+
+    `base_state` is the state before the first event; it is read, never copied or changed,
+    except when a snapshot is due.
+    """
+    overlay: events_repo.StateMap = {}
+    size = len(base_state)
+    group = state_group
+    orderings: list[int] = []
+    for event in events:
+        before = group
+        if event.state_key is not None:
+            key = event.state_tuple
+            if key not in base_state and key not in overlay:
+                size += 1
+            overlay[key] = event.event_id
+            snapshot = dict(overlay)
+            group = events_repo.create_state_group(
+                conn, room_id, group, {key: event.event_id}, size,
+                lambda snap=snapshot: {**base_state, **snap})  # type: ignore[misc]
+            events_repo.set_current_state(
+                conn, room_id, event.type, event.state_key, event.event_id,
+                event.membership if event.type == "m.room.member" else None)
+        if group is None:
+            raise AssertionError("a room's first event must be its create event")
+        orderings.append(events_repo.insert_event(
+            conn, event.event_id, room_id, event.type, event.state_key, event.sender,
+            event.depth, event.origin_server_ts, before if before is not None else group,
+            group, event.pdu))
+        if event.redacts is not None:
+            events_repo.add_redaction(conn, event.redacts, event.event_id)
+    events_repo.set_forward_extremities(conn, room_id, [events[-1].event_id])
+    assert group is not None
+    return orderings, group
+
+
+AUTH_TYPES = frozenset({"m.room.create", "m.room.power_levels", "m.room.join_rules",
+                        "m.room.member", "m.room.third_party_invite"})
+
+
+def _check_size(pdu: dict[str, Any], version: RoomVersion) -> None:
+    if version.strict_canonical_json:
+        try:
+            canonical_json.check_strict(pdu["content"])
+        except canonical_json.InvalidCanonicalJson as e:
+            raise MatrixError(400, Codes.BAD_JSON, str(e)) from None
+    if len(canonical_json.encode(pdu)) > MAX_EVENT_BYTES:
+        raise MatrixError(413, Codes.TOO_LARGE, "Event is larger than 65536 bytes")

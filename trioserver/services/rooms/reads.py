@@ -1,0 +1,299 @@
+"""Reading rooms: single events, state, members, /messages, /context, joined rooms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+from trioserver.errors import Codes, MatrixError, forbidden, not_found
+from trioserver.services.events.event import Event
+from trioserver.services.rooms.cache import RoomCache, RoomView
+from trioserver.services.rooms.client_format import client_event
+from trioserver.services.rooms.visibility import Visibility
+from trioserver.storage.db import Database
+from trioserver.storage.repositories import events as events_repo
+from trioserver.storage.repositories.events import StoredEvent
+
+MAX_LIMIT = 1000
+SCAN_BUDGET = 5000  # events examined per /messages request before answering partially
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """RoomEventFilter (the parts that apply to timeline pagination)."""
+
+    limit: int = 10
+    types: list[str] | None = None
+    not_types: list[str] = field(default_factory=list)
+    senders: list[str] | None = None
+    not_senders: list[str] = field(default_factory=list)
+    contains_url: bool | None = None
+    lazy_load_members: bool = False
+
+    def matches(self, event: Event) -> bool:
+        if self.types is not None and not any(_glob(t, event.type) for t in self.types):
+            return False
+        if any(_glob(t, event.type) for t in self.not_types):
+            return False
+        if self.senders is not None and event.sender not in self.senders:
+            return False
+        if event.sender in self.not_senders:
+            return False
+        if self.contains_url is not None:
+            has_url = isinstance(event.content.get("url"), str)
+            if has_url != self.contains_url:
+                return False
+        return True
+
+
+def _glob(pattern: str, value: str) -> bool:
+    if pattern.endswith("*"):
+        return value.startswith(pattern[:-1])
+    return pattern == value
+
+
+def parse_token(token: str) -> int:
+    if not token.startswith("t") or not token[1:].isdigit() or len(token) > 20:
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid pagination token")
+    return int(token[1:])
+
+
+def make_token(position: int) -> str:
+    return f"t{max(position, 0)}"
+
+
+class RoomReader:
+    def __init__(self, db: Database, cache: RoomCache) -> None:
+        self._db = db
+        self._cache = cache
+        self._visibility = Visibility(db)
+
+    async def _room(self, room_id: str) -> RoomView:
+        view = await self._cache.room(room_id)
+        if view is None:
+            raise not_found("Unknown room")
+        return view
+
+    async def _parse(self, stored: Sequence[StoredEvent]) -> list[Event]:
+        found = await self._cache.events(s.event_id for s in stored)
+        return [found[s.event_id] for s in stored]
+
+    async def format(self, events: Sequence[Event]) -> list[dict[str, Any]]:
+        """Client format, with accepted redactions applied."""
+        redactions = await self._db.read(
+            lambda c: events_repo.redactions_of(c, (e.event_id for e in events)))
+        because = await self._cache.events(redactions.values())
+        return [client_event(e, redacted_because=because.get(redactions.get(e.event_id, "")))
+                for e in events]
+
+    async def membership(self, view: RoomView, user_id: str) -> str | None:
+        event_id = view.state.get(("m.room.member", user_id))
+        if event_id is None:
+            return None
+        return (await self._cache.events([event_id]))[event_id].membership
+
+    async def _state_for_user(self, view: RoomView, user_id: str) -> events_repo.StateMap:
+        """Current state for members (and world_readable rooms); state at leave for leavers."""
+        membership = await self.membership(view, user_id)
+        if membership == "join" or await self._world_readable(view):
+            return view.state
+        if membership in ("leave", "ban") and (leave_id := view.state.get(
+                ("m.room.member", user_id))) is not None:
+            def txn(conn: apsw.Connection) -> events_repo.StateMap:
+                stored = events_repo.get_events(conn, [leave_id])[leave_id]
+                return events_repo.load_state_group(conn, stored.state_before)
+
+            return await self._db.read(txn)
+        raise forbidden("You are not in this room")
+
+    async def _world_readable(self, view: RoomView) -> bool:
+        hv_id = view.state.get(("m.room.history_visibility", ""))
+        if hv_id is None:
+            return False
+        hv = (await self._cache.events([hv_id]))[hv_id]
+        return hv.content.get("history_visibility") == "world_readable"
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    async def get_event(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
+        await self._room(room_id)
+        stored = await self._db.read(lambda c: events_repo.get_events(c, [event_id]))
+        s = stored.get(event_id)
+        if s is None or s.room_id != room_id or \
+                not await self._visibility.filter(user_id, room_id, [s]):
+            raise not_found("Event not found")
+        return (await self.format(await self._parse([s])))[0]
+
+    async def state(self, user_id: str, room_id: str) -> list[dict[str, Any]]:
+        view = await self._room(room_id)
+        state = await self._state_for_user(view, user_id)
+        events = await self._cache.events(state.values())
+        return await self.format([events[e] for e in state.values() if e in events])
+
+    async def state_event(self, user_id: str, room_id: str, event_type: str,
+                          state_key: str) -> Event:
+        view = await self._room(room_id)
+        state = await self._state_for_user(view, user_id)
+        event_id = state.get((event_type, state_key))
+        if event_id is None:
+            raise not_found("Event not found")
+        return (await self._cache.events([event_id]))[event_id]
+
+    async def members(self, user_id: str, room_id: str, *, membership: str | None,
+                      not_membership: str | None) -> list[dict[str, Any]]:
+        view = await self._room(room_id)
+        state = await self._state_for_user(view, user_id)
+        ids = [e for (t, _), e in state.items() if t == "m.room.member"]
+        events = await self._cache.events(ids)
+        chosen = [
+            events[e] for e in ids if e in events
+            and (membership is None or events[e].membership == membership)
+            and (not_membership is None or events[e].membership != not_membership)
+        ]
+        return await self.format(chosen)
+
+    async def joined_members(self, user_id: str, room_id: str) -> dict[str, Any]:
+        view = await self._room(room_id)
+        if await self.membership(view, user_id) != "join":
+            raise forbidden("You are not in this room")
+        ids = [e for (t, _), e in view.state.items() if t == "m.room.member"]
+        events = await self._cache.events(ids)
+        joined: dict[str, Any] = {}
+        for event in events.values():
+            if event.membership == "join" and event.state_key is not None:
+                joined[event.state_key] = {
+                    "display_name": event.content.get("displayname"),
+                    "avatar_url": event.content.get("avatar_url"),
+                }
+        return {"joined": joined}
+
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        return await self._db.read(
+            lambda c: events_repo.rooms_with_membership(c, user_id, "join"))
+
+    async def _require_history_access(self, view: RoomView, user_id: str) -> None:
+        if await self.membership(view, user_id) is not None or await self._world_readable(view):
+            return
+        raise forbidden("You are not in this room")
+
+    async def messages(self, user_id: str, room_id: str, *, from_token: str | None,
+                       to_token: str | None, backwards: bool, event_filter: EventFilter
+                       ) -> dict[str, Any]:
+        view = await self._room(room_id)
+        await self._require_history_access(view, user_id)
+        limit = max(0, min(event_filter.limit, MAX_LIMIT))
+        if from_token is not None:
+            position = parse_token(from_token)
+        else:
+            position = await self._db.read(events_repo.max_stream_ordering) if backwards else 0
+        bound = parse_token(to_token) if to_token is not None else None
+        start = make_token(position)
+        chunk: list[Event] = []
+        scanned = 0
+        exhausted = False
+        cursor = position
+        while len(chunk) < limit and scanned < SCAN_BUDGET:
+            batch_size = min(max(limit * 2, 20), SCAN_BUDGET - scanned)
+            if backwards:
+                batch = await self._db.read(lambda c, cur=cursor, n=batch_size: (  # type: ignore[misc]
+                    events_repo.room_events(c, room_id, after=bound, before=cur + 1,
+                                            backwards=True, limit=n)))
+            else:
+                batch = await self._db.read(lambda c, cur=cursor, n=batch_size: (  # type: ignore[misc]
+                    events_repo.room_events(c, room_id, after=cur,
+                                            before=bound + 1 if bound is not None else None,
+                                            backwards=False, limit=n)))
+            scanned += len(batch)
+            if not batch:
+                exhausted = True
+                break
+            visible = await self._visibility.filter(user_id, room_id, batch)
+            parsed = await self._parse(visible)
+            for stored, event in zip(visible, parsed, strict=True):
+                if event_filter.matches(event):
+                    chunk.append(event)
+                    if len(chunk) == limit:
+                        cursor = stored.stream_ordering - 1 if backwards else stored.stream_ordering
+                        break
+            else:
+                last = batch[-1].stream_ordering
+                cursor = last - 1 if backwards else last
+                if len(batch) < batch_size:
+                    exhausted = True
+                    break
+                continue
+            break
+        out: dict[str, Any] = {"chunk": await self.format(chunk), "start": start}
+        if not exhausted:
+            out["end"] = make_token(cursor)
+        if event_filter.lazy_load_members and chunk:
+            out["state"] = await self._member_state(view, user_id, {e.sender for e in chunk})
+        return out
+
+    async def _member_state(self, view: RoomView, user_id: str, senders: set[str]
+                            ) -> list[dict[str, Any]]:
+        state = await self._state_for_user(view, user_id)
+        ids = [state[("m.room.member", s)] for s in senders if ("m.room.member", s) in state]
+        events = await self._cache.events(ids)
+        return await self.format(list(events.values()))
+
+    async def context(self, user_id: str, room_id: str, event_id: str, limit: int,
+                      event_filter: EventFilter) -> dict[str, Any]:
+        view = await self._room(room_id)
+        stored = await self._db.read(lambda c: events_repo.get_events(c, [event_id]))
+        target = stored.get(event_id)
+        if target is None or target.room_id != room_id or \
+                not await self._visibility.filter(user_id, room_id, [target]):
+            raise not_found("Event not found")
+        limit = max(0, min(limit, MAX_LIMIT))
+        half_before = limit // 2
+        half_after = limit - half_before
+        sub = EventFilter(limit=half_before, types=event_filter.types,
+                          not_types=event_filter.not_types, senders=event_filter.senders,
+                          not_senders=event_filter.not_senders,
+                          contains_url=event_filter.contains_url)
+        before = await self.messages(user_id, room_id,
+                                     from_token=make_token(target.stream_ordering - 1),
+                                     to_token=None, backwards=True, event_filter=sub)
+        sub_after = EventFilter(limit=half_after, types=sub.types, not_types=sub.not_types,
+                                senders=sub.senders, not_senders=sub.not_senders,
+                                contains_url=sub.contains_url)
+        after = await self.messages(user_id, room_id,
+                                    from_token=make_token(target.stream_ordering),
+                                    to_token=None, backwards=False, event_filter=sub_after)
+        event = (await self.format(await self._parse([target])))[0]
+
+        def state_txn(conn: apsw.Connection) -> events_repo.StateMap:
+            return events_repo.load_state_group(conn, target.state_after)
+
+        state_map = await self._db.read(state_txn)
+        if event_filter.lazy_load_members:
+            senders = {c["sender"] for c in before["chunk"] + after["chunk"]} | {
+                event["sender"]}
+            state_ids = [e for (t, k), e in state_map.items()
+                         if t != "m.room.member" or k in senders]
+        else:
+            state_ids = list(state_map.values())
+        state_events = await self._cache.events(state_ids)
+        del view
+        return {
+            "event": event,
+            "events_before": before["chunk"],
+            "events_after": after["chunk"],
+            "start": before.get("end", before["start"]),
+            "end": after.get("end", after["start"]),
+            "state": await self.format(list(state_events.values())),
+        }
+
+    async def timestamp_to_event(self, user_id: str, room_id: str, ts: int,
+                                 forwards: bool) -> dict[str, Any]:
+        view = await self._room(room_id)
+        await self._require_history_access(view, user_id)
+        found = await self._db.read(
+            lambda c: events_repo.event_closest_to_ts(c, room_id, ts, forwards))
+        if found is None:
+            raise not_found("No event found")
+        return {"event_id": found[0], "origin_server_ts": found[1]}
