@@ -17,6 +17,7 @@ from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.directory import Directory
 from trioserver.services.rooms.reads import RoomReader
 from trioserver.services.rooms.service import Rooms
+from trioserver.services.rooms.upgrade import Upgrader
 from trioserver.services.sessions import Sessions
 from trioserver.services.uia import UIA
 from trioserver.storage.db import Database
@@ -45,6 +46,7 @@ class Services:
     rooms: Rooms
     room_reader: RoomReader
     directory: Directory
+    upgrader: Upgrader
     info: ServerInfo
 
 
@@ -64,6 +66,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     room_cache = RoomCache(db)
     appender = Appender(server_name=config.server_name, signing_key=signing_key, db=db,
                         cache=room_cache, serializer=serializer, notifier=notifier)
+    rooms = Rooms(config, db, room_cache, appender)
     return Services(
         config=config,
         db=db,
@@ -75,7 +78,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         devices=Devices(db, sessions, accounts),
         profiles=Profiles(config, db),
         signing_key=signing_key,
-        rooms=Rooms(config, db, room_cache, appender),
+        rooms=rooms,
+        upgrader=Upgrader(config.server_name, db, rooms, appender),
         room_reader=RoomReader(db, room_cache),
         directory=Directory(db, room_cache),
         info=ServerInfo(base_url=config.base_url()),

@@ -133,6 +133,18 @@ def create_blueprint(services: Services) -> Blueprint:
         await rooms.unban(requester, room_id, *_target(await json_body()))
         return reply({})
 
+    @bp.route("/_matrix/client/v3/rooms/<room_id>/upgrade", methods=["POST"])
+    async def upgrade(room_id: str) -> Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/upgrade (spec: upgradeRoom)."""
+        requester = await authenticate(sessions)
+        body = await json_body()
+        creators = body.raw.get("additional_creators", [])
+        if not isinstance(creators, list) or not all(isinstance(u, str) for u in creators):
+            raise MatrixError(400, Codes.BAD_JSON, "additional_creators must be user IDs")
+        new_room = await services.upgrader.upgrade(
+            requester, room_id, body.req_str("new_version", max_len=32), creators)
+        return reply({"replacement_room": new_room})
+
     @bp.route("/_matrix/client/v3/joined_rooms", methods=["GET"])
     async def joined_rooms() -> Response:
         """GET /_matrix/client/v3/joined_rooms (spec: getJoinedRooms)."""

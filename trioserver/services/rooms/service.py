@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -14,7 +13,6 @@ from trioserver.config import Config
 from trioserver.errors import Codes, MatrixError, forbidden, not_found
 from trioserver.identifiers import split_user_id
 from trioserver.services.events import auth_rules
-from trioserver.services.events.event import Event
 from trioserver.services.events.room_versions import (
     CREATABLE_VERSIONS,
     get_room_version,
@@ -166,7 +164,7 @@ class Rooms:
                 ":" + self._server_name
 
         drafts: list[Draft] = [
-            Draft("m.room.member", creator, await self._member_content(creator, "join"),
+            Draft("m.room.member", creator, await self.member_content(creator, "join"),
                   state_key=creator),
         ]
         power = default_power_levels(version, creator, preset, invitees)
@@ -212,7 +210,7 @@ class Rooms:
         room_id = (await self.resolve_alias(room_id_or_alias)
                    if room_id_or_alias.startswith("#") else check_room_id(room_id_or_alias))
         await self._room(room_id)
-        content = await self._member_content(requester.user_id, "join", reason)
+        content = await self.member_content(requester.user_id, "join", reason)
         await self._appender.append(room_id, Draft("m.room.member", requester.user_id, content,
                                                    state_key=requester.user_id))
         await self._db.write(lambda c: rooms_repo.unforget(c, requester.user_id, room_id))
@@ -225,7 +223,7 @@ class Rooms:
         view = await self._room(room_id)
         if not view.room_version.knocking:
             raise forbidden("This room version does not support knocking")
-        content = await self._member_content(requester.user_id, "knock", reason)
+        content = await self.member_content(requester.user_id, "knock", reason)
         await self._appender.append(room_id, Draft("m.room.member", requester.user_id, content,
                                                    state_key=requester.user_id))
         return room_id
@@ -238,7 +236,7 @@ class Rooms:
         check_user_id(target)
         await self._room(room_id)
         if membership == "invite":
-            content = await self._member_content(target, "invite", reason)
+            content = await self.member_content(target, "invite", reason)
         else:
             content = {"membership": membership}
             if reason:
@@ -410,7 +408,7 @@ class Rooms:
             if found is None or found[0] != room_id:
                 raise MatrixError(400, "M_BAD_ALIAS", f"{alias} does not point to this room")
 
-    async def _member_content(self, user_id: str, membership: str,
+    async def member_content(self, user_id: str, membership: str,
                               reason: str | None = None) -> dict[str, Any]:
         """Member event content with the user's profile, as clients expect to display it."""
         content: dict[str, Any] = {"membership": membership}
@@ -455,10 +453,3 @@ def _validate_state_content(event_type: str, content: dict[str, Any]) -> None:
             raise MatrixError(400, Codes.BAD_JSON, "m.room.member needs a membership")
     elif event_type == "m.room.create":
         raise forbidden("m.room.create cannot be changed")
-
-
-def encode_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-__all__ = ["CreateRoomRequest", "Event", "Rooms", "StateSpec"]

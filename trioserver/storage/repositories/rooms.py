@@ -59,6 +59,10 @@ def delete_alias(conn: apsw.Connection, alias: str) -> None:
     conn.execute("DELETE FROM room_aliases WHERE alias = ?", (alias,))
 
 
+def move_aliases(conn: apsw.Connection, old_room: str, new_room: str) -> None:
+    conn.execute("UPDATE room_aliases SET room_id = ? WHERE room_id = ?", (new_room, old_room))
+
+
 def aliases_of_room(conn: apsw.Connection, room_id: str) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY alias", (room_id,))]
