@@ -1,0 +1,70 @@
+"""State groups stay linear in size and read back exactly (snapshots + deltas)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import apsw
+
+from trioserver.storage.db import Database
+from trioserver.storage.repositories import events as events_repo
+from trioserver.storage.repositories import rooms as rooms_repo
+
+
+def _rows(conn: apsw.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM state_group_entries").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _apply_changes(db: Database, changes: list[tuple[str, str]]) -> tuple[list[int], list[dict[
+        tuple[str, str], str]]]:
+    """Create one state group per change, as the append pipeline does; return groups and the
+    expected state after each."""
+    groups: list[int] = []
+    expected: list[dict[tuple[str, str], str]] = []
+
+    def txn(conn: apsw.Connection) -> None:
+        rooms_repo.insert_room(conn, "!r:x", "12", "@a:x", 0, False)
+        state: dict[tuple[str, str], str] = {}
+        group: int | None = None
+        for i, key in enumerate(changes):
+            state[key] = f"$e{i}"
+            group = events_repo.create_state_group(
+                conn, "!r:x", group, {key: f"$e{i}"}, len(state), lambda s=state: dict(s))
+            groups.append(group)
+            expected.append(dict(state))
+
+    db.write_sync(txn)
+    return groups, expected
+
+
+def test_ten_thousand_joins_grow_storage_linearly(tmp_path: Path) -> None:
+    db = Database.open(tmp_path / "db.sqlite", readers=1)
+    n = 10_000
+    groups, expected = _apply_changes(db, [("m.room.member", f"@u{i}:x") for i in range(n)])
+    rows = db.read_sync(_rows)
+    # Every change adds one key, so the state reaches n entries. A snapshot per 100 changes
+    # would store ~n*n/200 = 500,000 rows; growth must stay linear instead.
+    assert rows < 4 * n, rows
+    for i in (0, 1, 31, 32, 33, 999, 5_000, n - 1):
+        assert db.read_sync(lambda c, g=groups[i]: events_repo.load_state_group(c, g)) == \
+            expected[i]
+    db.close()
+
+
+def test_repeated_changes_to_few_keys_read_back_exactly(tmp_path: Path) -> None:
+    db = Database.open(tmp_path / "db.sqlite", readers=1)
+    rng = random.Random(7)
+    keys = [("m.room.name", ""), ("m.room.topic", "")] + [
+        ("m.room.member", f"@u{i}:x") for i in range(20)]
+    groups, expected = _apply_changes(db, [rng.choice(keys) for _ in range(2_000)])
+    assert db.read_sync(_rows) < 3 * 2_000
+    for i in range(0, 2_000, 97):
+        assert db.read_sync(lambda c, g=groups[i]: events_repo.load_state_group(c, g)) == \
+            expected[i]
+        for key, event_id in expected[i].items():
+            assert db.read_sync(lambda c, g=groups[i], k=key: events_repo.state_group_value(
+                c, g, k[0], k[1])) == event_id
+    db.close()
