@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LISTEN ?= 127.0.0.1:8008
 DATA   ?= ./data
+BENCH_MESSAGES ?= 20000
 
 .PHONY: run test lint pytest bench install dev clean
 
@@ -41,6 +42,7 @@ test: lint pytest
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.events --messages $(BENCH_MESSAGES)
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
