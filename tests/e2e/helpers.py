@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -76,3 +77,43 @@ def assert_error(r: httpx.Response, status: int, errcode: str) -> dict[str, Any]
 
 async def whoami(http: httpx.AsyncClient, token: str) -> httpx.Response:
     return await http.get("/_matrix/client/v3/account/whoami", headers=bearer(token))
+
+
+CLIENT = "/_matrix/client/v3"
+
+
+def room_path(room_id: str, *parts: str) -> str:
+    """`/_matrix/client/v3/rooms/{roomId}/...`, each part URL-encoded."""
+    return "/".join([f"{CLIENT}/rooms/{quote(room_id, safe='')}",
+                     *(quote(p, safe="") for p in parts)])
+
+
+async def create_room(http: httpx.AsyncClient, token: str, **body: Any) -> str:
+    """POST /createRoom with `body`; return the new room ID."""
+    r = await http.post(f"{CLIENT}/createRoom", json=body, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    room_id: str = r.json()["room_id"]
+    return room_id
+
+
+async def send_text(http: httpx.AsyncClient, token: str, room_id: str, body: str) -> str:
+    """Send an m.text message; return its event ID."""
+    r = await http.put(room_path(room_id, "send", "m.room.message", unique("txn")),
+                       json={"msgtype": "m.text", "body": body}, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    event_id: str = r.json()["event_id"]
+    return event_id
+
+
+async def get_state(http: httpx.AsyncClient, token: str, room_id: str, event_type: str,
+                    state_key: str = "") -> httpx.Response:
+    """GET /rooms/{roomId}/state/{eventType}/{stateKey} (the raw response)."""
+    return await http.get(room_path(room_id, "state", event_type, state_key),
+                          headers=bearer(token))
+
+
+async def put_state(http: httpx.AsyncClient, token: str, room_id: str, event_type: str,
+                    content: dict[str, Any], state_key: str = "") -> httpx.Response:
+    """PUT /rooms/{roomId}/state/{eventType}/{stateKey} (the raw response)."""
+    return await http.put(room_path(room_id, "state", event_type, state_key), json=content,
+                          headers=bearer(token))

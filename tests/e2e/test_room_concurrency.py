@@ -64,14 +64,14 @@ async def test_concurrent_senders_build_one_linear_dag(server_factory) -> None:
     extremities = conn.execute("SELECT event_id FROM forward_extremities WHERE room_id = ?",
                                (room,)).fetchall()
     conn.close()
-    messages = [event_id for event_id, pdu in rows
+    messages = [str(event_id) for event_id, pdu in rows
                 if msgpack.unpackb(pdu)["type"] == "m.room.message"]
     assert sorted(messages) == sorted(sent.values())  # each persisted exactly once
     previous = None
     depth = 0
     for event_id, blob in rows:
         pdu = msgpack.unpackb(blob)
-        expected_prev = [] if previous is None else [previous]
+        expected_prev: list[object] = [] if previous is None else [previous]
         assert pdu["prev_events"] == expected_prev, "the DAG forked"
         assert pdu["depth"] == depth + 1
         previous, depth = event_id, pdu["depth"]
