@@ -73,14 +73,17 @@ CREATE TABLE redactions (
     PRIMARY KEY (redacts, redaction_id)
 ) STRICT, WITHOUT ROWID;
 
--- PUT .../send/{type}/{txnId} idempotency: one event per (user, device, txn id).
+-- Transaction IDs: a retry (same device, same txn id, same request path) returns the same
+-- event. `scope` is the path the txn id was used on (e.g. "send !room m.room.message").
 CREATE TABLE event_txn_ids (
     user_id            TEXT    NOT NULL,
     device_id          TEXT    NOT NULL,
+    scope              TEXT    NOT NULL,
     txn_id             TEXT    NOT NULL,
     event_id           TEXT    NOT NULL,
-    PRIMARY KEY (user_id, device_id, txn_id)
+    PRIMARY KEY (user_id, device_id, scope, txn_id)
 ) STRICT, WITHOUT ROWID;
+CREATE INDEX event_txn_ids_event ON event_txn_ids (event_id);
 
 CREATE TABLE room_aliases (
     alias              TEXT    PRIMARY KEY,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from functools import partial
 from pathlib import Path
 
 import apsw
@@ -32,7 +33,7 @@ def _apply_changes(db: Database, changes: list[tuple[str, str]]) -> tuple[list[i
         for i, key in enumerate(changes):
             state[key] = f"$e{i}"
             group = events_repo.create_state_group(
-                conn, "!r:x", group, {key: f"$e{i}"}, len(state), lambda s=state: dict(s))
+                conn, "!r:x", group, {key: f"$e{i}"}, len(state), partial(dict, state))
             groups.append(group)
             expected.append(dict(state))
 
@@ -49,7 +50,7 @@ def test_ten_thousand_joins_grow_storage_linearly(tmp_path: Path) -> None:
     # would store ~n*n/200 = 500,000 rows; growth must stay linear instead.
     assert rows < 4 * n, rows
     for i in (0, 1, 31, 32, 33, 999, 5_000, n - 1):
-        assert db.read_sync(lambda c, g=groups[i]: events_repo.load_state_group(c, g)) == \
+        assert db.read_sync(partial(events_repo.load_state_group, group=groups[i])) == \
             expected[i]
     db.close()
 
@@ -62,9 +63,9 @@ def test_repeated_changes_to_few_keys_read_back_exactly(tmp_path: Path) -> None:
     groups, expected = _apply_changes(db, [rng.choice(keys) for _ in range(2_000)])
     assert db.read_sync(_rows) < 3 * 2_000
     for i in range(0, 2_000, 97):
-        assert db.read_sync(lambda c, g=groups[i]: events_repo.load_state_group(c, g)) == \
+        assert db.read_sync(partial(events_repo.load_state_group, group=groups[i])) == \
             expected[i]
         for key, event_id in expected[i].items():
-            assert db.read_sync(lambda c, g=groups[i], k=key: events_repo.state_group_value(
-                c, g, k[0], k[1])) == event_id
+            assert db.read_sync(partial(events_repo.state_group_value, group=groups[i],
+                                        event_type=key[0], state_key=key[1])) == event_id
     db.close()

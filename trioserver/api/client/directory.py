@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from trioserver.api.http import authenticate, json_body, reply
-from trioserver.errors import Codes, MatrixError, forbidden
+from trioserver.errors import Codes, MatrixError, not_found
 from trioserver.services.container import Services
 from trioserver.services.rooms.service import check_event_id, check_room_id
 
@@ -95,9 +95,11 @@ def create_blueprint(services: Services) -> Blueprint:
         score = body.raw.get("score")
         if score is not None and (isinstance(score, bool) or not isinstance(score, int)):
             raise MatrixError(400, Codes.BAD_JSON, "score must be an integer")
-        # Only events the reporter can see may be reported (404 otherwise, as for /event).
-        await reader.get_event(requester.user_id, check_room_id(room_id),
-                               check_event_id(event_id))
+        # The reporter must be joined and able to see the event (404 otherwise).
+        view = await rooms.view(check_room_id(room_id))
+        if await reader.membership(view, requester.user_id) != "join":
+            raise not_found("Event not found")
+        await reader.get_event(requester.user_id, room_id, check_event_id(event_id))
         await directory.report(requester, room_id, event_id, body.opt_str("reason"), score)
         return reply({})
 
@@ -124,7 +126,8 @@ def create_blueprint(services: Services) -> Blueprint:
         # Only rooms one could join or peek into (or is in) are described.
         if membership is None and not summary["world_readable"] and summary["join_rule"] not in (
                 "public", "knock", "knock_restricted", "restricted"):
-            raise forbidden("You cannot see this room")
+            # As for a room that does not exist: its existence is not disclosed.
+            raise not_found("Room not found or is not accessible")
         if membership is not None:
             summary["membership"] = membership
         return reply(summary)

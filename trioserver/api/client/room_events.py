@@ -94,8 +94,8 @@ def create_blueprint(services: Services) -> Blueprint:
                                       txn_id)
         return reply({"event_id": appended.event.event_id})
 
-    @bp.route(R + "/state/<event_type>", methods=["PUT"], defaults={"state_key": ""})
-    @bp.route(R + "/state/<event_type>/", methods=["PUT"], defaults={"state_key": ""})
+    @bp.route(R + "/state/<event_type>", methods=["PUT"], defaults={"state_key": ""},
+              strict_slashes=False)
     @bp.route(R + "/state/<event_type>/<path:state_key>", methods=["PUT"])
     async def put_state(room_id: str, event_type: str, state_key: str) -> Response:
         """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}."""
@@ -104,8 +104,8 @@ def create_blueprint(services: Services) -> Blueprint:
         event_id = await rooms.set_state(requester, room_id, event_type, state_key, body.raw)
         return reply({"event_id": event_id})
 
-    @bp.route(R + "/state/<event_type>", methods=["GET"], defaults={"state_key": ""})
-    @bp.route(R + "/state/<event_type>/", methods=["GET"], defaults={"state_key": ""})
+    @bp.route(R + "/state/<event_type>", methods=["GET"], defaults={"state_key": ""},
+              strict_slashes=False)
     @bp.route(R + "/state/<event_type>/<path:state_key>", methods=["GET"])
     async def get_state_event(room_id: str, event_type: str, state_key: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}."""
@@ -127,7 +127,7 @@ def create_blueprint(services: Services) -> Blueprint:
         """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId} (spec: getOneRoomEvent)."""
         requester = await authenticate(sessions, allow_guest=True)
         return reply(await reader.get_event(requester.user_id, check_room_id(room_id),
-                                            check_event_id(event_id)))
+                                            check_event_id(event_id), requester.device_id))
 
     @bp.route(R + "/messages", methods=["GET"])
     async def messages(room_id: str) -> Response:
@@ -139,7 +139,7 @@ def create_blueprint(services: Services) -> Blueprint:
         return reply(await reader.messages(
             requester.user_id, check_room_id(room_id), from_token=request.args.get("from"),
             to_token=request.args.get("to"), backwards=direction == "b",
-            event_filter=parse_event_filter(10)))
+            event_filter=parse_event_filter(10), device_id=requester.device_id))
 
     @bp.route(R + "/context/<event_id>", methods=["GET"])
     async def context(room_id: str, event_id: str) -> Response:
@@ -148,7 +148,7 @@ def create_blueprint(services: Services) -> Blueprint:
         event_filter = parse_event_filter(10)
         return reply(await reader.context(requester.user_id, check_room_id(room_id),
                                           check_event_id(event_id), event_filter.limit,
-                                          event_filter))
+                                          event_filter, requester.device_id))
 
     @bp.route(R + "/members", methods=["GET"])
     async def members(room_id: str) -> Response:
@@ -172,8 +172,10 @@ def create_blueprint(services: Services) -> Blueprint:
         requester = await authenticate(sessions, allow_guest=True)
         ts_raw = request.args.get("ts")
         direction = request.args.get("dir")
-        if ts_raw is None or not ts_raw.isdigit() or direction not in ("f", "b"):
-            raise MatrixError(400, Codes.INVALID_PARAM, "ts (integer) and dir (f|b) are required")
+        if ts_raw is None or direction is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "ts and dir are required")
+        if not ts_raw.isdigit() or direction not in ("f", "b"):
+            raise MatrixError(400, Codes.INVALID_PARAM, "ts must be an integer and dir f or b")
         return reply(await reader.timestamp_to_event(
             requester.user_id, check_room_id(room_id), int(ts_raw), direction == "f"))
 

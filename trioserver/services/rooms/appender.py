@@ -45,8 +45,11 @@ class Draft:
 
 @dataclass(frozen=True)
 class TxnKey:
+    """A client transaction: retrying the same one returns the event it first created."""
+
     user_id: str
     device_id: str
+    scope: str  # the request path it was used on (txn ids are per endpoint and room)
     txn_id: str
 
 
@@ -169,7 +172,8 @@ class Appender:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
             if txn is not None:
                 existing = await self._db.read(
-                    lambda c: events_repo.get_txn_event(c, txn.user_id, txn.device_id, txn.txn_id))
+                    lambda c: events_repo.get_txn_event(c, txn.user_id, txn.device_id, txn.scope,
+                                                        txn.txn_id))
                 if existing is not None:
                     found = (await self._cache.events([existing]))[existing]
                     return Appended(found, -1)
@@ -184,8 +188,8 @@ class Appender:
             def write(conn: apsw.Connection) -> tuple[list[int], int]:
                 result = _persist(conn, room_id, [event], view.state_group, view.state)
                 if txn is not None:
-                    events_repo.set_txn_event(conn, txn.user_id, txn.device_id, txn.txn_id,
-                                              event.event_id)
+                    events_repo.set_txn_event(conn, txn.user_id, txn.device_id, txn.scope,
+                                              txn.txn_id, event.event_id)
                 return result
 
             orderings, group = await self._db.write(write)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import apsw
@@ -55,6 +55,10 @@ def _glob(pattern: str, value: str) -> bool:
     return pattern == value
 
 
+def target_sender(event: dict[str, Any]) -> str:
+    return str(event["sender"])
+
+
 def parse_token(token: str) -> int:
     if not token.startswith("t") or not token[1:].isdigit() or len(token) > 20:
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid pagination token")
@@ -81,12 +85,21 @@ class RoomReader:
         found = await self._cache.events(s.event_id for s in stored)
         return [found[s.event_id] for s in stored]
 
-    async def format(self, events: Sequence[Event]) -> list[dict[str, Any]]:
-        """Client format, with accepted redactions applied."""
-        redactions = await self._db.read(
-            lambda c: events_repo.redactions_of(c, (e.event_id for e in events)))
+    async def format(self, events: Sequence[Event], device: tuple[str, str] | None = None
+                     ) -> list[dict[str, Any]]:
+        """Client format, with accepted redactions applied; `device` (user, device) gets the
+        transaction IDs of the events it sent itself."""
+        ids = [e.event_id for e in events]
+
+        def txn(conn: apsw.Connection) -> tuple[dict[str, str], dict[str, str]]:
+            txn_ids = events_repo.txn_ids_for_device(conn, device[0], device[1], ids) \
+                if device is not None else {}
+            return events_repo.redactions_of(conn, ids), txn_ids
+
+        redactions, txn_ids = await self._db.read(txn)
         because = await self._cache.events(redactions.values())
-        return [client_event(e, redacted_because=because.get(redactions.get(e.event_id, "")))
+        return [client_event(e, redacted_because=because.get(redactions.get(e.event_id, "")),
+                             txn_id=txn_ids.get(e.event_id))
                 for e in events]
 
     async def membership(self, view: RoomView, user_id: str) -> str | None:
@@ -104,7 +117,7 @@ class RoomReader:
                 ("m.room.member", user_id))) is not None:
             def txn(conn: apsw.Connection) -> events_repo.StateMap:
                 stored = events_repo.get_events(conn, [leave_id])[leave_id]
-                return events_repo.load_state_group(conn, stored.state_before)
+                return events_repo.load_state_group(conn, stored.state_after)
 
             return await self._db.read(txn)
         raise forbidden("You are not in this room")
@@ -118,14 +131,16 @@ class RoomReader:
 
     # -- endpoints ------------------------------------------------------------------------
 
-    async def get_event(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
+    async def get_event(self, user_id: str, room_id: str, event_id: str,
+                        device_id: str | None = None) -> dict[str, Any]:
         await self._room(room_id)
         stored = await self._db.read(lambda c: events_repo.get_events(c, [event_id]))
         s = stored.get(event_id)
         if s is None or s.room_id != room_id or \
                 not await self._visibility.filter(user_id, room_id, [s]):
             raise not_found("Event not found")
-        return (await self.format(await self._parse([s])))[0]
+        device = (user_id, device_id) if device_id else None
+        return (await self.format(await self._parse([s]), device))[0]
 
     async def state(self, user_id: str, room_id: str) -> list[dict[str, Any]]:
         view = await self._room(room_id)
@@ -165,8 +180,9 @@ class RoomReader:
         for event in events.values():
             if event.membership == "join" and event.state_key is not None:
                 joined[event.state_key] = {
-                    "display_name": event.content.get("displayname"),
-                    "avatar_url": event.content.get("avatar_url"),
+                    name: event.content[key]
+                    for name, key in (("display_name", "displayname"), ("avatar_url", "avatar_url"))
+                    if isinstance(event.content.get(key), str)
                 }
         return {"joined": joined}
 
@@ -180,20 +196,38 @@ class RoomReader:
         raise forbidden("You are not in this room")
 
     async def messages(self, user_id: str, room_id: str, *, from_token: str | None,
-                       to_token: str | None, backwards: bool, event_filter: EventFilter
-                       ) -> dict[str, Any]:
+                       to_token: str | None, backwards: bool, event_filter: EventFilter,
+                       device_id: str | None = None) -> dict[str, Any]:
         view = await self._room(room_id)
         await self._require_history_access(view, user_id)
-        limit = max(0, min(event_filter.limit, MAX_LIMIT))
         if from_token is not None:
             position = parse_token(from_token)
         else:
             position = await self._db.read(events_repo.max_stream_ordering) if backwards else 0
         bound = parse_token(to_token) if to_token is not None else None
-        start = make_token(position)
+        chunk, cursor, exhausted = await self._paginate(user_id, room_id, position, bound,
+                                                        backwards, event_filter)
+        device = (user_id, device_id) if device_id else None
+        out: dict[str, Any] = {"chunk": await self.format(chunk, device),
+                               "start": make_token(position)}
+        if not exhausted:
+            out["end"] = make_token(cursor)
+        if event_filter.lazy_load_members and chunk:
+            out["state"] = await self._member_state(view, user_id, {e.sender for e in chunk})
+        return out
+
+    async def _paginate(self, user_id: str, room_id: str, position: int, bound: int | None,
+                        backwards: bool, event_filter: EventFilter
+                        ) -> tuple[list[Event], int, bool]:
+        """Visible events matching the filter from `position` on.
+
+        Returns (events, cursor, exhausted): `cursor` is the position to continue from, and
+        `exhausted` says there is nothing further in that direction (the cursor then points
+        past the last event, so continuing from it yields nothing).
+        """
+        limit = max(0, min(event_filter.limit, MAX_LIMIT))
         chunk: list[Event] = []
         scanned = 0
-        exhausted = False
         cursor = position
         while len(chunk) < limit and scanned < SCAN_BUDGET:
             batch_size = min(max(limit * 2, 20), SCAN_BUDGET - scanned)
@@ -207,31 +241,21 @@ class RoomReader:
                                             before=bound + 1 if bound is not None else None,
                                             backwards=False, limit=n)))
             scanned += len(batch)
-            if not batch:
-                exhausted = True
-                break
             visible = await self._visibility.filter(user_id, room_id, batch)
-            parsed = await self._parse(visible)
-            for stored, event in zip(visible, parsed, strict=True):
-                if event_filter.matches(event):
+            parsed = dict(zip((v.event_id for v in visible), await self._parse(visible),
+                              strict=True))
+            for stored in batch:
+                cursor = stored.stream_ordering - 1 if backwards else stored.stream_ordering
+                event = parsed.get(stored.event_id)
+                if event is not None and event_filter.matches(event):
                     chunk.append(event)
                     if len(chunk) == limit:
-                        cursor = stored.stream_ordering - 1 if backwards else stored.stream_ordering
-                        break
-            else:
-                last = batch[-1].stream_ordering
-                cursor = last - 1 if backwards else last
-                if len(batch) < batch_size:
-                    exhausted = True
-                    break
-                continue
-            break
-        out: dict[str, Any] = {"chunk": await self.format(chunk), "start": start}
-        if not exhausted:
-            out["end"] = make_token(cursor)
-        if event_filter.lazy_load_members and chunk:
-            out["state"] = await self._member_state(view, user_id, {e.sender for e in chunk})
-        return out
+                        return chunk, cursor, False
+            if len(batch) < batch_size:
+                if backwards:
+                    cursor = bound if bound is not None else 0
+                return chunk, cursor, True
+        return chunk, cursor, False
 
     async def _member_state(self, view: RoomView, user_id: str, senders: set[str]
                             ) -> list[dict[str, Any]]:
@@ -241,50 +265,41 @@ class RoomReader:
         return await self.format(list(events.values()))
 
     async def context(self, user_id: str, room_id: str, event_id: str, limit: int,
-                      event_filter: EventFilter) -> dict[str, Any]:
-        view = await self._room(room_id)
+                      event_filter: EventFilter, device_id: str | None = None
+                      ) -> dict[str, Any]:
+        await self._room(room_id)
         stored = await self._db.read(lambda c: events_repo.get_events(c, [event_id]))
         target = stored.get(event_id)
         if target is None or target.room_id != room_id or \
                 not await self._visibility.filter(user_id, room_id, [target]):
             raise not_found("Event not found")
         limit = max(0, min(limit, MAX_LIMIT))
-        half_before = limit // 2
-        half_after = limit - half_before
-        sub = EventFilter(limit=half_before, types=event_filter.types,
-                          not_types=event_filter.not_types, senders=event_filter.senders,
-                          not_senders=event_filter.not_senders,
-                          contains_url=event_filter.contains_url)
-        before = await self.messages(user_id, room_id,
-                                     from_token=make_token(target.stream_ordering - 1),
-                                     to_token=None, backwards=True, event_filter=sub)
-        sub_after = EventFilter(limit=half_after, types=sub.types, not_types=sub.not_types,
-                                senders=sub.senders, not_senders=sub.not_senders,
-                                contains_url=sub.contains_url)
-        after = await self.messages(user_id, room_id,
-                                    from_token=make_token(target.stream_ordering),
-                                    to_token=None, backwards=False, event_filter=sub_after)
-        event = (await self.format(await self._parse([target])))[0]
+        before_filter = replace(event_filter, limit=limit // 2)
+        after_filter = replace(event_filter, limit=limit - limit // 2)
+        before, start, _ = await self._paginate(user_id, room_id, target.stream_ordering - 1,
+                                                None, True, before_filter)
+        after, end, _ = await self._paginate(user_id, room_id, target.stream_ordering, None,
+                                             False, after_filter)
+        device = (user_id, device_id) if device_id else None
+        event = (await self.format(await self._parse([target]), device))[0]
 
         def state_txn(conn: apsw.Connection) -> events_repo.StateMap:
             return events_repo.load_state_group(conn, target.state_after)
 
         state_map = await self._db.read(state_txn)
         if event_filter.lazy_load_members:
-            senders = {c["sender"] for c in before["chunk"] + after["chunk"]} | {
-                event["sender"]}
+            senders = {e.sender for e in (*before, *after)} | {target_sender(event)}
             state_ids = [e for (t, k), e in state_map.items()
                          if t != "m.room.member" or k in senders]
         else:
             state_ids = list(state_map.values())
         state_events = await self._cache.events(state_ids)
-        del view
         return {
             "event": event,
-            "events_before": before["chunk"],
-            "events_after": after["chunk"],
-            "start": before.get("end", before["start"]),
-            "end": after.get("end", after["start"]),
+            "events_before": await self.format(before, device),
+            "events_after": await self.format(after, device),
+            "start": make_token(start),
+            "end": make_token(end),
             "state": await self.format(list(state_events.values())),
         }
 

@@ -193,9 +193,20 @@ class Rooms:
                 content["is_direct"] = True  # type: ignore[assignment]
             drafts.append(Draft("m.room.member", creator, content, state_key=user))
 
-        new_room_id, _ = await self._appender.create_room(
-            Draft("m.room.create", creator, create_content, state_key=""), version, room_id,
-            drafts, published=req.visibility == "public")
+        for draft in drafts:
+            if draft.state_key is not None and draft.type != "m.room.member":
+                _validate_state_content(draft.type, draft.content)
+        try:
+            new_room_id, _ = await self._appender.create_room(
+                Draft("m.room.create", creator, create_content, state_key=""), version,
+                room_id, drafts, published=req.visibility == "public")
+        except MatrixError as e:
+            if e.status != 403:
+                raise
+            # The request's own state would not pass the auth rules (e.g. a power level
+            # override below what setting the name needs): the spec's M_INVALID_ROOM_STATE.
+            raise MatrixError(400, "M_INVALID_ROOM_STATE",
+                              f"The initial state is invalid: {e.message}") from None
         if alias is not None:
             created = await self._db.write(
                 lambda c: rooms_repo.insert_alias(c, alias, new_room_id, creator))
@@ -296,7 +307,8 @@ class Rooms:
             content = {k: v for k, v in content.items() if k != "redacts"}
         return await self._appender.append(
             room_id, Draft(event_type, requester.user_id, content, redacts=redacts),
-            txn=TxnKey(requester.user_id, requester.device_id, txn_id))
+            txn=TxnKey(requester.user_id, requester.device_id, f"send {room_id} {event_type}",
+                       txn_id))
 
     async def redact(self, requester: Requester, room_id: str, event_id: str,
                      reason: str | None, txn_id: str) -> Appended:
@@ -307,7 +319,8 @@ class Rooms:
         content: dict[str, Any] = {"reason": reason} if reason else {}
         return await self._appender.append(
             room_id, Draft("m.room.redaction", requester.user_id, content, redacts=event_id),
-            txn=TxnKey(requester.user_id, requester.device_id, txn_id))
+            txn=TxnKey(requester.user_id, requester.device_id, f"redact {room_id} {event_id}",
+                       txn_id))
 
     async def set_state(self, requester: Requester, room_id: str, event_type: str,
                         state_key: str, content: dict[str, Any]) -> str:

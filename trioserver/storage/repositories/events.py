@@ -270,15 +270,28 @@ def redactions_of(conn: apsw.Connection, event_ids: Iterable[str]) -> dict[str, 
     return out
 
 
-def get_txn_event(conn: apsw.Connection, user_id: str, device_id: str, txn_id: str
-                  ) -> str | None:
+def get_txn_event(conn: apsw.Connection, user_id: str, device_id: str, scope: str,
+                  txn_id: str) -> str | None:
     row = conn.execute(
-        "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
-        (user_id, device_id, txn_id)).fetchone()
+        "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND scope = ?"
+        " AND txn_id = ?", (user_id, device_id, scope, txn_id)).fetchone()
     return None if row is None else str(row[0])
 
 
-def set_txn_event(conn: apsw.Connection, user_id: str, device_id: str, txn_id: str,
+def set_txn_event(conn: apsw.Connection, user_id: str, device_id: str, scope: str, txn_id: str,
                   event_id: str) -> None:
-    conn.execute("INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id)"
-                 " VALUES (?, ?, ?, ?)", (user_id, device_id, txn_id, event_id))
+    conn.execute("INSERT INTO event_txn_ids (user_id, device_id, scope, txn_id, event_id)"
+                 " VALUES (?, ?, ?, ?, ?)", (user_id, device_id, scope, txn_id, event_id))
+
+
+def txn_ids_for_device(conn: apsw.Connection, user_id: str, device_id: str,
+                       event_ids: Iterable[str]) -> dict[str, str]:
+    """event_id -> txn_id for the events in `event_ids` this device sent."""
+    out: dict[str, str] = {}
+    for event_id in set(event_ids):
+        row = conn.execute(
+            "SELECT txn_id FROM event_txn_ids WHERE event_id = ? AND user_id = ? AND"
+            " device_id = ?", (event_id, user_id, device_id)).fetchone()
+        if row is not None:
+            out[event_id] = str(row[0])
+    return out
