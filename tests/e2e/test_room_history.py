@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.helpers import assert_error, bearer
+from tests.e2e.helpers import assert_error, bearer, register
 from tests.e2e.test_room_events import (
     CS,
     _all_messages,
@@ -529,3 +529,30 @@ async def test_context_unknown_and_forbidden(http: httpx.AsyncClient) -> None:
     r = await http.get(f"{CS}/rooms/{_q(room)}/context/abc", headers=bearer(token))
     assert_error(r, 400, "M_INVALID_PARAM")
 
+
+
+async def test_members_at_a_past_position(http: httpx.AsyncClient) -> None:
+    """GET /members?at= returns the membership as of that point of the timeline."""
+    alice = await register(http)
+    bob = await register(http)
+    r = await http.post("/_matrix/client/v3/createRoom", json={"preset": "public_chat"},
+                        headers=bearer(alice["access_token"]))
+    room = r.json()["room_id"]
+    r = await http.get(f"/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1",
+                       headers=bearer(alice["access_token"]))
+    before_bob = r.json()["start"]
+    r = await http.post(f"/_matrix/client/v3/join/{room}", headers=bearer(bob["access_token"]))
+    assert r.status_code == 200
+
+    async def members(at: str | None) -> set[str]:
+        url = f"/_matrix/client/v3/rooms/{room}/members"
+        r = await http.get(url, params={"at": at} if at else None,
+                           headers=bearer(alice["access_token"]))
+        assert r.status_code == 200, r.text
+        return {e["state_key"] for e in r.json()["chunk"]}
+
+    assert await members(None) == {alice["user_id"], bob["user_id"]}
+    assert await members(before_bob) == {alice["user_id"]}
+    r = await http.get(f"/_matrix/client/v3/rooms/{room}/members", params={"at": "nonsense"},
+                       headers=bearer(alice["access_token"]))
+    assert_error(r, 400, "M_INVALID_PARAM")

@@ -157,7 +157,7 @@ def create_blueprint(services: Services) -> Blueprint:
         chunk = await reader.members(
             requester.user_id, check_room_id(room_id),
             membership=request.args.get("membership"),
-            not_membership=request.args.get("not_membership"))
+            not_membership=request.args.get("not_membership"), at=request.args.get("at"))
         return reply({"chunk": chunk})
 
     @bp.route(R + "/joined_members", methods=["GET"])

@@ -158,9 +158,12 @@ class RoomReader:
         return (await self._cache.events([event_id]))[event_id]
 
     async def members(self, user_id: str, room_id: str, *, membership: str | None,
-                      not_membership: str | None) -> list[dict[str, Any]]:
+                      not_membership: str | None, at: str | None = None
+                      ) -> list[dict[str, Any]]:
         view = await self._room(room_id)
         state = await self._state_for_user(view, user_id)
+        if at is not None:
+            state = await self._state_at(view, user_id, parse_token(at), state)
         ids = [e for (t, _), e in state.items() if t == "m.room.member"]
         events = await self._cache.events(ids)
         chosen = [
@@ -169,6 +172,23 @@ class RoomReader:
             and (not_membership is None or events[e].membership != not_membership)
         ]
         return await self.format(chosen)
+
+    async def _state_at(self, view: RoomView, user_id: str, position: int,
+                        allowed: events_repo.StateMap) -> events_repo.StateMap:
+        """The state at a stream position, never later than what the user may see (`allowed`
+        is their current or at-leave state)."""
+        own = allowed.get(("m.room.member", user_id))
+
+        def txn(conn: apsw.Connection) -> events_repo.StateMap:
+            limit = position
+            if allowed is not view.state and own is not None:
+                leave_at = events_repo.stream_ordering_of(conn, own)
+                if leave_at is not None:
+                    limit = min(limit, leave_at)
+            last = events_repo.last_event_at_or_before(conn, view.room_id, limit)
+            return events_repo.load_state_group(conn, last.state_after) if last else {}
+
+        return await self._db.read(txn)
 
     async def joined_members(self, user_id: str, room_id: str) -> dict[str, Any]:
         view = await self._room(room_id)

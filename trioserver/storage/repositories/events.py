@@ -191,6 +191,14 @@ def stream_ordering_of(conn: apsw.Connection, event_id: str) -> int | None:
     return None if row is None else int(row[0])
 
 
+def last_event_at_or_before(conn: apsw.Connection, room_id: str, position: int
+                            ) -> StoredEvent | None:
+    row = conn.execute(
+        f"SELECT {_EVENT_COLS} FROM events WHERE room_id = ? AND stream_ordering <= ?"
+        " ORDER BY stream_ordering DESC LIMIT 1", (room_id, position)).fetchone()
+    return None if row is None else _stored(row)
+
+
 def max_stream_ordering(conn: apsw.Connection) -> int:
     row = conn.execute("SELECT max(stream_ordering) FROM events").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
