@@ -50,8 +50,13 @@ class Event:
         return value if isinstance(value, str) else None
 
     @classmethod
-    def from_pdu(cls, pdu: dict[str, Any], room_version: RoomVersion) -> Event:
-        """Parse a PDU, computing its event ID (and, in v12 creates, its room ID)."""
+    def from_pdu(cls, pdu: dict[str, Any], room_version: RoomVersion,
+                 known_event_id: str | None = None) -> Event:
+        """Parse a PDU, computing its event ID (and, in v12 creates, its room ID).
+
+        `known_event_id` skips the reference hash for events read back from our own database,
+        whose IDs were computed when they were accepted.
+        """
         try:
             event_type = pdu["type"]
             sender = pdu["sender"]
@@ -77,6 +82,8 @@ class Event:
             event_id = pdu.get("event_id")
             if not isinstance(event_id, str):
                 raise MalformedEvent("event_id is required in this room version")
+        elif known_event_id is not None:
+            event_id = known_event_id
         else:
             event_id = compute_event_id(pdu, room_version)
         room_id = pdu.get("room_id")

@@ -10,7 +10,7 @@ back the event it created the first time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,45 +159,59 @@ class Appender:
             self._finish(view, built, orderings)
         return room_id, built
 
-    async def append(self, room_id: str, draft: Draft, *, txn: TxnKey | None = None,
-                     precheck: Precheck | None = None) -> Appended:
+    async def append(self, room_id: str, draft: Draft, *, txn: TxnKey | None = None
+                     ) -> Appended:
         """Append one event to an existing room (or return the one this txn ID already made).
 
-        `precheck(view, auth_state)` may refuse the event with a MatrixError before it is built,
-        seeing the same state the event will be authorised against.
+        The transaction ID is checked inside the write itself, so the common case (a new txn
+        ID) costs one trip to the writer and none to a reader.
         """
         async with self._serializer.hold(room_key(room_id)):
             view = await self._cache.room(room_id)
             if view is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-            if txn is not None:
-                existing = await self._db.read(
-                    lambda c: events_repo.get_txn_event(c, txn.user_id, txn.device_id, txn.scope,
-                                                        txn.txn_id))
-                if existing is not None:
-                    found = (await self._cache.events([existing]))[existing]
-                    return Appended(found, -1)
             wanted = auth_rules.auth_types_for_event(
                 draft.type, draft.state_key, draft.sender, draft.content, view.room_version)
             state_events = await self.state_events(view, [("m.room.create", ""), *wanted])
             create = state_events.get(("m.room.create", ""))
-            if precheck is not None:
-                precheck(view, state_events)
-            event = self._build(draft, view, view.room_version, state_events, create)
+            try:
+                event = self._build(draft, view, view.room_version, state_events, create)
+            except MatrixError:
+                # A retry of a request that succeeded earlier gets its event back even if it
+                # would not be allowed any more (e.g. the sender has left since).
+                if txn is not None and (existing := await self._txn_event(txn)) is not None:
+                    return existing
+                raise
 
-            def write(conn: apsw.Connection) -> tuple[list[int], int]:
+            def write(conn: apsw.Connection) -> tuple[list[int], int] | str:
+                if txn is not None:
+                    existing = events_repo.get_txn_event(conn, txn.user_id, txn.device_id,
+                                                         txn.scope, txn.txn_id)
+                    if existing is not None:
+                        return existing
                 result = _persist(conn, room_id, [event], view.state_group, view.state)
                 if txn is not None:
                     events_repo.set_txn_event(conn, txn.user_id, txn.device_id, txn.scope,
                                               txn.txn_id, event.event_id)
                 return result
 
-            orderings, group = await self._db.write(write)
+            result = await self._db.write(write)
+            if isinstance(result, str):
+                found = (await self._cache.events([result]))[result]
+                return Appended(found, -1)
+            orderings, group = result
             # Only now, with the event durable, does the in-memory view move on.
             self._advance(view, event)
             view.state_group = group
             self._finish(view, [event], orderings)
             return Appended(event, orderings[0])
+
+    async def _txn_event(self, txn: TxnKey) -> Appended | None:
+        event_id = await self._db.read(lambda c: events_repo.get_txn_event(
+            c, txn.user_id, txn.device_id, txn.scope, txn.txn_id))
+        if event_id is None:
+            return None
+        return Appended((await self._cache.events([event_id]))[event_id], -1)
 
     async def state_events(self, view: RoomView, keys: Sequence[tuple[str, str]]
                            ) -> dict[tuple[str, str], Event]:
@@ -220,9 +234,6 @@ class Appender:
         for event in events:
             self._cache.put_event(event)
         self._notifier.notify([room_key(view.room_id)], orderings[-1])
-
-
-Precheck = Callable[[RoomView, dict[tuple[str, str], Event]], None]
 
 
 def _persist(conn: apsw.Connection, room_id: str, events: Sequence[Event],

@@ -19,7 +19,8 @@ from trioserver.storage.repositories import events as events_repo
 from trioserver.storage.repositories import rooms as rooms_repo
 from trioserver.storage.repositories.events import StateMap, StoredEvent
 
-EVENT_CACHE_SIZE = 50_000
+# Parsed events kept in memory (recent timeline and auth state); ~2-4 KB each.
+EVENT_CACHE_SIZE = 10_000
 
 
 @dataclass
@@ -114,4 +115,4 @@ class RoomCache:
         version = await self.room_version(stored.room_id)
         if version is None:
             raise UnknownRoomVersion(stored.room_id)
-        return Event.from_pdu(dict(stored.pdu), version)
+        return Event.from_pdu(dict(stored.pdu), version, known_event_id=stored.event_id)
