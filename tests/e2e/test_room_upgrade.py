@@ -109,3 +109,33 @@ async def test_upgrade_to_v12_with_additional_creators(http: httpx.AsyncClient) 
     power = (await _state(http, alice["access_token"], new_room,
                           "m.room.power_levels")).json()
     assert bob["user_id"] not in power["users"]
+
+
+async def test_upgrade_invites_members_of_a_private_room_and_keeps_bans(
+        http: httpx.AsyncClient) -> None:
+    alice = await register(http)
+    bob = await register(http)
+    mallory = await register(http)
+    room = await _create(http, alice["access_token"], preset="private_chat",
+                         invite=[bob["user_id"]])
+    r = await http.post(f"/_matrix/client/v3/join/{room}", headers=bearer(bob["access_token"]))
+    assert r.status_code == 200
+    r = await http.post(f"/_matrix/client/v3/rooms/{room}/ban",
+                        json={"user_id": mallory["user_id"], "reason": "spam"},
+                        headers=bearer(alice["access_token"]))
+    assert r.status_code == 200
+    r = await http.post(f"/_matrix/client/v3/rooms/{room}/upgrade", json={"new_version": "12"},
+                        headers=bearer(alice["access_token"]))
+    new_room = r.json()["replacement_room"]
+    invite = (await _state(http, alice["access_token"], new_room, "m.room.member",
+                           bob["user_id"])).json()
+    assert invite["membership"] == "invite"
+    ban = (await _state(http, alice["access_token"], new_room, "m.room.member",
+                        mallory["user_id"])).json()
+    assert ban["membership"] == "ban"
+    r = await http.post(f"/_matrix/client/v3/join/{new_room}",
+                        headers=bearer(bob["access_token"]))
+    assert r.status_code == 200, r.text
+    r = await http.post(f"/_matrix/client/v3/join/{new_room}",
+                        headers=bearer(mallory["access_token"]))
+    assert_error(r, 403, "M_FORBIDDEN")

@@ -11,8 +11,10 @@ import apsw
 
 from trioserver.errors import MatrixError, forbidden
 from trioserver.services.events import auth_rules
+from trioserver.services.events.event import Event
 from trioserver.services.events.room_versions import CREATABLE_VERSIONS, get_room_version
 from trioserver.services.rooms.appender import Appender, Draft
+from trioserver.services.rooms.cache import RoomView
 from trioserver.services.rooms.service import Rooms, check_room_id, check_user_id
 from trioserver.services.sessions import Requester
 from trioserver.storage.db import Database
@@ -92,6 +94,7 @@ class Upgrader:
             Draft("m.room.create", requester.user_id, create_content, state_key=""), version,
             new_room_id, drafts, published=published)
 
+        await self._carry_members(requester, view, old, new_room_id)
         # Aliases move to the new room, and the canonical alias with them.
         await self._db.write(lambda c: _move_aliases(c, room_id, new_room_id, published))
         canonical = old.get(("m.room.canonical_alias", ""))
@@ -105,6 +108,27 @@ class Upgrader:
             state_key=""))
         await self._restrict_old_room(requester, room_id)
         return new_room_id
+
+    async def _carry_members(self, requester: Requester, view: RoomView,
+                             old: dict[tuple[str, str], Event], new_room_id: str) -> None:
+        """Bans carry over; in rooms one cannot join freely, members are invited across."""
+        member_keys = [k for k in view.state if k[0] == "m.room.member"]
+        members = await self._appender.state_events(view, member_keys)
+        join_rules = old.get(("m.room.join_rules", ""))
+        open_room = join_rules is not None and join_rules.content.get("join_rule") == "public"
+        for (_, user_id), event in sorted(members.items()):
+            if user_id == requester.user_id:
+                continue
+            if event.membership == "ban":
+                content: dict[str, Any] = {"membership": "ban"}
+            elif event.membership == "join" and not open_room:
+                content = await self._rooms.member_content(user_id, "invite")
+            else:
+                continue
+            # A member we may not invite or ban (power levels) is left to join by themselves.
+            with contextlib.suppress(MatrixError):
+                await self._appender.append(new_room_id, Draft(
+                    "m.room.member", requester.user_id, content, state_key=user_id))
 
     async def _restrict_old_room(self, requester: Requester, room_id: str) -> None:
         """Stop new messages and invites in the old room, if we are allowed to."""
