@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trioserver.services.events.power_levels import LEVEL_DEFAULTS
 from trioserver.services.events.room_versions import RoomVersion
 
 PRESETS: dict[str, dict[str, str]] = {
@@ -28,7 +29,6 @@ def default_power_levels(version: RoomVersion, creator: str, preset: str,
                 users[user] = 100
     return {
         "users": users,
-        "users_default": 0,
         "events": {
             "m.room.name": 50,
             "m.room.power_levels": 100,
@@ -40,11 +40,6 @@ def default_power_levels(version: RoomVersion, creator: str, preset: str,
             "m.room.server_acl": 100,
             "m.room.encryption": 100,
         },
-        "events_default": 0,
-        "state_default": 50,
-        "ban": 50,
-        "kick": 50,
-        "redact": 50,
-        "invite": 0,
+        **LEVEL_DEFAULTS,
         "notifications": {"room": 50},
     }

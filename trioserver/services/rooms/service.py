@@ -13,6 +13,7 @@ from trioserver.config import Config
 from trioserver.errors import Codes, MatrixError, forbidden, not_found
 from trioserver.identifiers import split_user_id
 from trioserver.services.events import auth_rules
+from trioserver.services.events.power_levels import LEVEL_DEFAULTS, named_level
 from trioserver.services.events.room_versions import (
     CREATABLE_VERSIONS,
     get_room_version,
@@ -396,13 +397,7 @@ class Rooms:
         state = await self._appender.state_events(
             view, [("m.room.create", ""), ("m.room.power_levels", "")])
         level = auth_rules.power_level(user_id, state, state.get(("m.room.create", "")))
-        pl = state.get(("m.room.power_levels", ""))
-        redact_level: Any = pl.content.get("redact", 50) if pl is not None else 50
-        try:
-            needed = float(redact_level)
-        except (TypeError, ValueError):
-            needed = 50.0
-        if level < needed:
+        if level < named_level("redact", state):
             raise forbidden("You may not redact other users' events")
 
     async def _check_canonical_alias(self, room_id: str, content: dict[str, Any]) -> None:
@@ -448,8 +443,7 @@ def _check_type(event_type: str) -> None:
 def _validate_state_content(event_type: str, content: dict[str, Any]) -> None:
     """Content checks beyond the auth rules, so clients get 400 rather than a broken room."""
     if event_type == "m.room.power_levels":
-        for key in ("ban", "events_default", "invite", "kick", "redact", "state_default",
-                    "users_default"):
+        for key in LEVEL_DEFAULTS:
             if key in content and (isinstance(content[key], bool) or
                                    not isinstance(content[key], int)):
                 raise MatrixError(400, Codes.BAD_JSON, f"power_levels.{key} must be an integer")

@@ -12,6 +12,7 @@ import apsw
 from trioserver.errors import MatrixError, forbidden
 from trioserver.services.events import auth_rules
 from trioserver.services.events.event import Event
+from trioserver.services.events.power_levels import LEVEL_DEFAULTS
 from trioserver.services.events.room_versions import CREATABLE_VERSIONS, get_room_version
 from trioserver.services.rooms.appender import Appender, Draft
 from trioserver.services.rooms.cache import RoomView
@@ -157,8 +158,7 @@ def _integer_levels(power: dict[str, Any]) -> dict[str, Any]:
     for key, value in power.items():
         if isinstance(value, dict):
             out[key] = {k: _int(v) for k, v in value.items()}
-        elif key in ("ban", "events_default", "invite", "kick", "redact", "state_default",
-                     "users_default"):
+        elif key in LEVEL_DEFAULTS:
             out[key] = _int(value)
         else:
             out[key] = value
