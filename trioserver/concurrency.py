@@ -52,16 +52,29 @@ class _Waiter:
 
 
 class Notifier:
+    """Wakes long-polls. Positions are the notifier's own sequence (or given by the caller);
+    a waiter captures `position` *before* reading what it has, and waits for anything newer."""
+
     def __init__(self) -> None:
         self._latest: dict[str, int] = {}
         self._waiters: dict[str, set[_Waiter]] = {}
+        self._position = 0
+
+    @property
+    def position(self) -> int:
+        """The newest position notified so far."""
+        return self._position
 
     def latest(self, key: str) -> int:
         return self._latest.get(key, 0)
 
-    def notify(self, keys: Iterable[str], position: int) -> None:
-        """Record that `keys` changed at stream `position` and wake everyone waiting on them
-        for a change after a position older than that."""
+    def notify(self, keys: Iterable[str], position: int | None = None) -> None:
+        """Record that `keys` changed (at `position`, by default the next position of the
+        notifier's sequence) and wake everyone waiting on them for a change after an older
+        position."""
+        if position is None:
+            position = self._position + 1
+        self._position = max(self._position, position)
         for key in keys:
             if position > self._latest.get(key, 0):
                 self._latest[key] = position

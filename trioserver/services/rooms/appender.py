@@ -24,6 +24,7 @@ from trioserver.services.events.event import Event
 from trioserver.services.events.room_versions import RoomVersion
 from trioserver.services.events.signing import SigningKey, hash_and_sign_event
 from trioserver.services.rooms.cache import RoomCache, RoomView
+from trioserver.services.sync.streams import room_key, user_key
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import events as events_repo
 from trioserver.storage.repositories import rooms as rooms_repo
@@ -57,10 +58,6 @@ class TxnKey:
 class Appended:
     event: Event
     stream_ordering: int
-
-
-def room_key(room_id: str) -> str:
-    return f"room:{room_id}"
 
 
 class Appender:
@@ -233,7 +230,7 @@ class Appender:
         self._cache.put_room(view)
         for event in events:
             self._cache.put_event(event)
-        self._notifier.notify([room_key(view.room_id)], orderings[-1])
+        self._notifier.notify([room_key(view.room_id), *_member_user_keys(events)])
 
 
 def _persist(conn: apsw.Connection, room_id: str, events: Sequence[Event],
@@ -274,6 +271,13 @@ def _persist(conn: apsw.Connection, room_id: str, events: Sequence[Event],
     events_repo.set_forward_extremities(conn, room_id, [events[-1].event_id])
     assert group is not None
     return orderings, group
+
+
+def _member_user_keys(events: Sequence[Event]) -> list[str]:
+    """Users whose membership an event changed hear about it even if not in the room
+    (invites, kicks, bans)."""
+    return [user_key(e.state_key) for e in events
+            if e.type == "m.room.member" and e.state_key is not None]
 
 
 AUTH_TYPES = frozenset({"m.room.create", "m.room.power_levels", "m.room.join_rules",

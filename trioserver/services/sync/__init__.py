@@ -1,0 +1,1 @@
+"""/sync: the sync engine and the streams it draws from."""
