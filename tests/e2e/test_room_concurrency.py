@@ -76,3 +76,20 @@ async def test_concurrent_senders_build_one_linear_dag(server_factory) -> None:
         assert pdu["depth"] == depth + 1
         previous, depth = event_id, pdu["depth"]
     assert extremities == [(previous,)]
+
+
+async def test_identical_rooms_created_at_once_get_distinct_ids(http: httpx.AsyncClient) -> None:
+    """v12 room IDs are hashes of the create event: same creator, same content, same instant."""
+    user = await register(http)
+    ids: list[str] = []
+
+    async def create() -> None:
+        r = await http.post("/_matrix/client/v3/createRoom", json={},
+                            headers=bearer(user["access_token"]))
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["room_id"])
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(create)
+    assert len(set(ids)) == 20

@@ -69,8 +69,19 @@ class Appender:
         self._cache = cache
         self._serializer = serializer
         self._notifier = notifier
+        self._last_create_ts = 0
 
     # -- building -------------------------------------------------------------------------
+
+    def _create_ts(self) -> int:
+        """origin_server_ts for a v12 create event, unique on this server.
+
+        The room ID is the create event's hash, so two rooms created by one user with the same
+        content in the same millisecond would otherwise get the same ID.
+        """
+        ts = max(now_ms(), self._last_create_ts + 1)
+        self._last_create_ts = ts
+        return ts
 
     def _build(self, draft: Draft, view: RoomView | None, version: RoomVersion,
                state_events: dict[tuple[str, str], Event], create: Event | None) -> Event:
@@ -79,7 +90,7 @@ class Appender:
             "type": draft.type,
             "sender": draft.sender,
             "content": draft.content,
-            "origin_server_ts": now_ms(),
+            "origin_server_ts": self._create_ts() if view is None else now_ms(),
         }
         if draft.state_key is not None:
             pdu["state_key"] = draft.state_key

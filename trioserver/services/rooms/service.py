@@ -189,9 +189,9 @@ class Rooms:
         if req.topic is not None:
             drafts.append(Draft("m.room.topic", creator, {"topic": req.topic}, state_key=""))
         for user in invitees:
-            content = {"membership": "invite"}
+            content = await self.member_content(user, "invite")
             if req.is_direct:
-                content["is_direct"] = True  # type: ignore[assignment]
+                content["is_direct"] = True
             drafts.append(Draft("m.room.member", creator, content, state_key=user))
 
         for draft in drafts:
