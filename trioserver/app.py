@@ -19,14 +19,22 @@ from werkzeug.exceptions import HTTPException
 
 from trioserver.api.client import (
     account,
+    account_data,
     devices,
     directory,
     discovery,
     login,
+    presence,
     profile,
+    push_rules,
+    receipts,
     register,
     room_events,
     rooms,
+    status,
+    sync,
+    to_device,
+    typing_notifications,
 )
 from trioserver.api.http import reply
 from trioserver.errors import Codes, MatrixError
@@ -61,7 +69,9 @@ def create_app(services: Services) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["BODY_TIMEOUT"] = 60
     for module in (discovery, register, login, account, devices, profile, rooms, room_events,
-                   directory):
+                   directory, sync, status,
+                   account_data, typing_notifications, presence, to_device, receipts,
+                   push_rules):
         app.register_blueprint(module.create_blueprint(services))
 
     @app.before_request

@@ -112,3 +112,7 @@ class Notifier:
     def waiting(self) -> int:
         """Number of (key, waiter) registrations, for tests and metrics."""
         return sum(len(w) for w in self._waiters.values())
+
+    def waiting_tasks(self) -> int:
+        """Number of distinct waits in progress (one per long-poll)."""
+        return len({id(w) for ws in self._waiters.values() for w in ws})

@@ -75,6 +75,8 @@ async def main(
         async with trio.open_nursery() as nursery:
             await nursery.start(db.run)
             await nursery.start(ttl.run)
+            await nursery.start(services.typing.run)
+            await nursery.start(services.presence.run)
             nursery.start_soon(_wait_for_signal, stop)
             async with trio.open_nursery() as http:
                 binds: list[str] = await http.start(

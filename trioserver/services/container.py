@@ -6,12 +6,17 @@ from dataclasses import dataclass
 
 from trioserver.concurrency import KeyedSerializer, Notifier
 from trioserver.config import Config
+from trioserver.services.account_data import AccountData
 from trioserver.services.accounts import Accounts
 from trioserver.services.devices import Devices
 from trioserver.services.events.signing import SigningKey
 from trioserver.services.passwords import PasswordHasher
+from trioserver.services.presence import Presence
 from trioserver.services.profile import Profiles
+from trioserver.services.push.actions import PushActions
+from trioserver.services.push.service import PushRules
 from trioserver.services.ratelimit import RateLimiter
+from trioserver.services.receipts.service import Receipts
 from trioserver.services.rooms.appender import Appender
 from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.directory import Directory
@@ -19,6 +24,12 @@ from trioserver.services.rooms.reads import RoomReader
 from trioserver.services.rooms.service import Rooms
 from trioserver.services.rooms.upgrade import Upgrader
 from trioserver.services.sessions import Sessions
+from trioserver.services.sync.engine import SyncEngine
+from trioserver.services.sync.filters import Filters
+from trioserver.services.sync.rooms import RoomSyncer
+from trioserver.services.sync.streams import StreamSource
+from trioserver.services.to_device import ToDevice
+from trioserver.services.typing_notifications import Typing
 from trioserver.services.uia import UIA
 from trioserver.storage.db import Database
 from trioserver.storage.ttl_store import TTLStore
@@ -47,6 +58,15 @@ class Services:
     room_reader: RoomReader
     directory: Directory
     upgrader: Upgrader
+    filters: Filters
+    sync: SyncEngine
+    account_data: AccountData
+    typing: Typing
+    presence: Presence
+    to_device: ToDevice
+    receipts: Receipts
+    push_rules: PushRules
+    push_actions: PushActions
     info: ServerInfo
 
 
@@ -64,9 +84,25 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     serializer = KeyedSerializer()
     notifier = Notifier()
     room_cache = RoomCache(db)
+    room_reader = RoomReader(db, room_cache)
+    account_data = AccountData(db, notifier, room_cache, room_reader)
+    receipts = Receipts(db=db, cache=room_cache, notifier=notifier, account_data=account_data)
+    push_rules = PushRules(db, account_data)
+    push_actions = PushActions(server_name=config.server_name, db=db, cache=room_cache,
+                               rules=push_rules, unread_position=receipts.unread_position,
+                               reader=room_reader)
     appender = Appender(server_name=config.server_name, signing_key=signing_key, db=db,
-                        cache=room_cache, serializer=serializer, notifier=notifier)
+                        cache=room_cache, serializer=serializer, notifier=notifier,
+                        after_commit=push_actions.after_commit)
     rooms = Rooms(config, db, room_cache, appender)
+    typing = Typing(notifier, room_cache, room_reader)
+    presence = Presence(db, notifier)
+    to_device = ToDevice(db, notifier, config.server_name)
+    filters = Filters(db)
+    sources: list[StreamSource] = [account_data.source, receipts.source, receipts.unread_source,
+                                   typing.source, to_device.source, presence.source]
+    sync = SyncEngine(db, notifier, filters, RoomSyncer(db, room_cache, room_reader), sources,
+                      presence_hook=presence.touch)
     return Services(
         config=config,
         db=db,
@@ -80,7 +116,16 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         signing_key=signing_key,
         rooms=rooms,
         upgrader=Upgrader(config.server_name, db, rooms, appender),
-        room_reader=RoomReader(db, room_cache),
+        filters=filters,
+        sync=sync,
+        room_reader=room_reader,
         directory=Directory(db, room_cache),
+        account_data=account_data,
+        typing=typing,
+        presence=presence,
+        to_device=to_device,
+        receipts=receipts,
+        push_rules=push_rules,
+        push_actions=push_actions,
         info=ServerInfo(base_url=config.base_url()),
     )

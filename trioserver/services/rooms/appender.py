@@ -10,11 +10,13 @@ back the event it created the first time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import apsw
+import trio
 
 from trioserver.concurrency import KeyedSerializer, Notifier
 from trioserver.errors import Codes, MatrixError
@@ -31,6 +33,12 @@ from trioserver.storage.repositories import rooms as rooms_repo
 
 MAX_EVENT_BYTES = 65_536
 MAX_PREV_EVENTS = 10
+
+log = logging.getLogger(__name__)
+
+# Called with each committed batch (the room's view after it, the events, their stream
+# orderings) while the room's serializer is held, before the room is notified.
+AfterCommit = Callable[[RoomView, Sequence[Event], Sequence[int]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -62,13 +70,15 @@ class Appended:
 
 class Appender:
     def __init__(self, *, server_name: str, signing_key: SigningKey, db: Database,
-                 cache: RoomCache, serializer: KeyedSerializer, notifier: Notifier) -> None:
+                 cache: RoomCache, serializer: KeyedSerializer, notifier: Notifier,
+                 after_commit: AfterCommit | None = None) -> None:
         self._server_name = server_name
         self._key = signing_key
         self._db = db
         self._cache = cache
         self._serializer = serializer
         self._notifier = notifier
+        self._after_commit = after_commit
         self._last_create_ts = 0
 
     # -- building -------------------------------------------------------------------------
@@ -164,7 +174,7 @@ class Appender:
 
             orderings, group = await self._db.write(txn)
             view.state_group = group
-            self._finish(view, built, orderings)
+            await self._finish(view, built, orderings)
         return room_id, built
 
     async def append(self, room_id: str, draft: Draft, *, txn: TxnKey | None = None
@@ -211,7 +221,7 @@ class Appender:
             # Only now, with the event durable, does the in-memory view move on.
             self._advance(view, event)
             view.state_group = group
-            self._finish(view, [event], orderings)
+            await self._finish(view, [event], orderings)
             return Appended(event, orderings[0])
 
     async def _txn_event(self, txn: TxnKey) -> Appended | None:
@@ -237,10 +247,19 @@ class Appender:
         if event.state_key is not None:
             view.state[event.state_tuple] = event.event_id
 
-    def _finish(self, view: RoomView, events: Sequence[Event], orderings: Sequence[int]) -> None:
+    async def _finish(self, view: RoomView, events: Sequence[Event],
+                      orderings: Sequence[int]) -> None:
         self._cache.put_room(view)
         for event in events:
             self._cache.put_event(event)
+        if self._after_commit is not None:
+            # The events are durable: what follows from them must not be lost because the
+            # client went away, and a failure there must not hide them from /sync.
+            try:
+                with trio.CancelScope(shield=True):
+                    await self._after_commit(view, events, orderings)
+            except Exception:
+                log.exception("after-commit hook failed in %s", view.room_id)
         self._notifier.notify([room_key(view.room_id), *_member_user_keys(events)])
 
 

@@ -32,6 +32,7 @@ class EventFilter:
     not_senders: list[str] = field(default_factory=list)
     contains_url: bool | None = None
     lazy_load_members: bool = False
+    unread_thread_notifications: bool = False
 
     def matches(self, event: Event) -> bool:
         if self.types is not None and not any(_glob(t, event.type) for t in self.types):
@@ -60,9 +61,14 @@ def target_sender(event: dict[str, Any]) -> str:
 
 
 def parse_token(token: str) -> int:
-    if not token.startswith("t") or not token[1:].isdigit() or len(token) > 20:
-        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid pagination token")
-    return int(token[1:])
+    """A pagination token ("t12") or a sync token ("e12.ad3..."): its room-event position."""
+    if token.startswith("t") and token[1:].isdigit() and len(token) <= 20:
+        return int(token[1:])
+    if token.startswith("e"):
+        head = token.split(".", 1)[0]
+        if head[1:].isdigit() and len(head) <= 20:
+            return int(head[1:])
+    raise MatrixError(400, Codes.INVALID_PARAM, "Invalid pagination token")
 
 
 def make_token(position: int) -> str:

@@ -3,8 +3,9 @@
 An event is visible to a user according to the room state *at that event*:
 1. world_readable: allow. 2. the user's membership was join: allow. 3. shared, and the user
 joined at any point after the event: allow. 4. invited visibility and the user was invited:
-allow. 5. otherwise deny. For history visibility events and the user's own member events, the
-state before *or* after the event may allow it.
+allow. 5. otherwise deny. For history visibility events the state before *or* after the event
+may allow it; a user's own member events are always visible to them (as in Synapse, which goes
+beyond the spec's before-or-after rule so that kicks, bans and rejected invites reach the user).
 """
 
 from __future__ import annotations
@@ -84,9 +85,15 @@ class Visibility:
 
             visible: list[StoredEvent] = []
             for s in events:
+                own_membership = (s.pdu.get("type") == "m.room.member"
+                                  and s.pdu.get("state_key") == user_id)
+                if own_membership:
+                    # As Synapse: users always see their own membership changes, so a
+                    # rejected invite, kick or ban is never invisible to its target.
+                    visible.append(s)
+                    continue
                 allowed = _allowed(at(s.state_after), s.stream_ordering, joins)
-                special = s.pdu.get("type") == "m.room.history_visibility" or (
-                    s.pdu.get("type") == "m.room.member" and s.pdu.get("state_key") == user_id)
+                special = s.pdu.get("type") == "m.room.history_visibility"
                 if not allowed and special:
                     allowed = _allowed(at(s.state_before), s.stream_ordering, joins)
                 if allowed:

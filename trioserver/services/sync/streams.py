@@ -71,7 +71,8 @@ class SyncResult:
         return bool(
             self.account_data or self.presence or self.to_device or self.device_lists_changed
             or self.device_lists_left
-            or any(r.ephemeral or r.account_data for r in self.rooms.values())
+            or any(r.ephemeral or r.account_data or r.unread_notifications is not None
+                   for r in self.rooms.values())
         )
 
 

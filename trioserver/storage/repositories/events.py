@@ -199,6 +199,53 @@ def last_event_at_or_before(conn: apsw.Connection, room_id: str, position: int
     return None if row is None else _stored(row)
 
 
+@dataclass(frozen=True)
+class MembershipRow:
+    room_id: str
+    membership: str | None
+    event_id: str
+    stream_ordering: int
+
+
+def user_memberships(conn: apsw.Connection, user_id: str) -> list[MembershipRow]:
+    """The user's current membership in every room that has one."""
+    rows = conn.execute(
+        "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering FROM current_state c"
+        " JOIN events e ON e.event_id = c.event_id"
+        " WHERE c.type = 'm.room.member' AND c.state_key = ?", (user_id,))
+    return [MembershipRow(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+def rooms_with_events(conn: apsw.Connection, after: int, upto: int) -> set[str]:
+    """Rooms that have events with after < stream_ordering <= upto (a range scan of the PK)."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?",
+        (after, upto))}
+
+
+def membership_changes(conn: apsw.Connection, user_id: str, after: int, upto: int
+                       ) -> list[StoredEvent]:
+    """The user's membership events with after < stream_ordering <= upto, oldest first."""
+    rows = conn.execute(
+        f"SELECT {_EVENT_COLS} FROM events WHERE type = 'm.room.member' AND state_key = ?"
+        " AND stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering",
+        (user_id, after, upto))
+    return [_stored(r) for r in rows]
+
+
+def membership_at(conn: apsw.Connection, room_id: str, user_id: str, position: int
+                  ) -> str | None:
+    row = conn.execute(
+        "SELECT pdu FROM events WHERE room_id = ? AND type = 'm.room.member' AND state_key = ?"
+        " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
+        (room_id, user_id, position)).fetchone()
+    if row is None:
+        return None
+    content = decode_pdu(bytes(row[0])).get("content")
+    value = content.get("membership") if isinstance(content, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def max_stream_ordering(conn: apsw.Connection) -> int:
     row = conn.execute("SELECT max(stream_ordering) FROM events").fetchone()
     return int(row[0]) if row and row[0] is not None else 0

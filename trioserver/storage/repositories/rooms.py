@@ -73,6 +73,11 @@ def forget(conn: apsw.Connection, user_id: str, room_id: str) -> None:
                  (user_id, room_id))
 
 
+def forgotten(conn: apsw.Connection, user_id: str) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "SELECT room_id FROM forgotten_rooms WHERE user_id = ?", (user_id,))}
+
+
 def unforget(conn: apsw.Connection, user_id: str, room_id: str) -> None:
     conn.execute("DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?",
                  (user_id, room_id))

@@ -1,0 +1,153 @@
+"""Push actions: what each new event means for each local member, and GET /notifications.
+
+`PushActions.after_commit` runs in the append pipeline after an event batch committed, while
+the room's serializer is still held and before the room is notified (so a woken /sync sees the
+counts together with the events). For every joined local member other than the sender (and a
+local user invited by the event) it evaluates their push rules and stores the actions of the
+matching rule when they include "notify", all in one write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import apsw
+
+from trioserver.errors import Codes, MatrixError
+from trioserver.identifiers import split_user_id
+from trioserver.services.clock import now_ms
+from trioserver.services.events import auth_rules
+from trioserver.services.events.event import Event
+from trioserver.services.events.power_levels import parse_level
+from trioserver.services.push.conditions import (
+    RoomFacts,
+    evaluate,
+    highlights,
+    matchable,
+    notifies,
+)
+from trioserver.services.push.service import PushRules
+from trioserver.services.push.threads import thread_of
+from trioserver.services.rooms.cache import RoomCache, RoomView
+from trioserver.services.rooms.reads import RoomReader
+from trioserver.services.stream_position import StreamPosition
+from trioserver.storage.db import Database
+from trioserver.storage.repositories import push as push_repo
+from trioserver.storage.repositories import receipts as receipts_repo
+
+MAX_NOTIFICATIONS_LIMIT = 1000
+
+
+def notification_levels(power_levels: Event | None) -> dict[str, int]:
+    """The `notifications` levels of m.room.power_levels (invalid entries left out)."""
+    if power_levels is None:
+        return {}
+    raw = power_levels.content.get("notifications")
+    if not isinstance(raw, Mapping):
+        return {}
+    levels = {k: parse_level(v, power_levels.room_version) for k, v in raw.items()}
+    return {k: v for k, v in levels.items() if v is not None}
+
+
+def display_name(member: Event | None) -> str | None:
+    name = member.content.get("displayname") if member is not None else None
+    return name if isinstance(name, str) else None
+
+
+class PushActions:
+    def __init__(self, *, server_name: str, db: Database, cache: RoomCache, rules: PushRules,
+                 unread_position: StreamPosition, reader: RoomReader) -> None:
+        self._server_name = server_name
+        self._db = db
+        self._cache = cache
+        self._rules = rules
+        self._unread_position = unread_position
+        self._reader = reader
+
+    def _is_local(self, user_id: str) -> bool:
+        parts = split_user_id(user_id)
+        return parts is not None and parts[1] == self._server_name
+
+    async def _load_event(self, event_id: str) -> Event | None:
+        return (await self._cache.events([event_id])).get(event_id)
+
+    async def after_commit(self, view: RoomView, events: Sequence[Event],
+                           orderings: Sequence[int]) -> None:
+        """Store the notifications of a committed batch of events (see the module docstring).
+        The facts about the room are those after the whole batch."""
+        member_ids = {k: e for (t, k), e in view.state.items() if t == "m.room.member"}
+        loaded = await self._cache.events(member_ids.values())
+        members = {u: loaded[e] for u, e in member_ids.items() if e in loaded}
+        joined = [u for u, m in members.items() if m.membership == "join"]
+        local_joined = [u for u in joined if self._is_local(u)]
+        keys = [k for k in (("m.room.create", ""), ("m.room.power_levels", "")) if k in view.state]
+        found = await self._cache.events(view.state[k] for k in keys)
+        auth_state = {k: found[view.state[k]] for k in keys if view.state[k] in found}
+        levels = notification_levels(auth_state.get(("m.room.power_levels", "")))
+
+        rows: list[push_repo.ActionRow] = []
+        changed: set[tuple[str, str]] = set()
+        redacted: list[str] = []
+        ts = now_ms()
+        for event, ordering in zip(events, orderings, strict=True):
+            if event.redacts is not None:
+                redacted.append(event.redacts)
+            recipients = [u for u in local_joined if u != event.sender]
+            if event.type == "m.room.member" and event.state_key is not None and \
+                    self._is_local(event.state_key):
+                if event.membership == "join":
+                    changed.add((event.state_key, view.room_id))  # counts start afresh
+                elif event.membership == "invite" and event.state_key != event.sender:
+                    recipients.append(event.state_key)
+            if not recipients:
+                continue
+            rulesets = await self._rules.rulesets(recipients)
+            facts = RoomFacts(len(joined), auth_rules.power_level(event.sender, auth_state),
+                              levels)
+            data = matchable(event)
+            thread: str | None = None
+            for user_id in recipients:
+                rule = evaluate(rulesets[user_id], data, facts, display_name(members.get(user_id)))
+                if rule is None or not notifies(rule.actions):
+                    continue
+                if thread is None:
+                    thread = await thread_of(event, self._load_event)
+                rows.append(push_repo.ActionRow(user_id, view.room_id, ordering, thread,
+                                                highlights(rule.actions), rule.actions, ts))
+                changed.add((user_id, view.room_id))
+        if not rows and not changed and not redacted:
+            return
+
+        def txn(conn: apsw.Connection) -> int:
+            push_repo.insert_actions(conn, rows)
+            for event_id in redacted:
+                changed.update(push_repo.delete_actions_of_event(conn, event_id))
+            return receipts_repo.mark_unread_changed(conn, sorted(changed))
+
+        self._unread_position.advance(await self._db.write(txn))
+
+    # -- GET /notifications ---------------------------------------------------------------
+
+    async def notifications(self, user_id: str, from_token: str | None, limit: int,
+                            only: str | None) -> dict[str, Any]:
+        before = None
+        if from_token is not None:
+            if not from_token.isdigit() or len(from_token) > 18:
+                raise MatrixError(400, Codes.INVALID_PARAM, "Invalid 'from' token")
+            before = int(from_token)
+        limit = max(1, min(limit, MAX_NOTIFICATIONS_LIMIT))
+        found = await self._db.read(lambda c: push_repo.notifications(
+            c, user_id, before, limit, only == "highlight"))
+        events = await self._cache.events(n.event_id for n in found)
+        present = [n for n in found if n.event_id in events]
+        formatted = await self._reader.format([events[n.event_id] for n in present])
+        out: list[dict[str, Any]] = []
+        for n, event in zip(present, formatted, strict=True):
+            event.pop("room_id", None)
+            out.append({"actions": list(n.row.actions), "event": event, "read": n.read,
+                        "room_id": n.row.room_id, "ts": n.row.ts})
+        body: dict[str, Any] = {"notifications": out}
+        if len(found) == limit:
+            body["next_token"] = str(found[-1].row.stream_ordering)
+        return body

@@ -1,0 +1,1 @@
+"""Receipts, read markers and unread notification counts, with their /sync stream sources."""

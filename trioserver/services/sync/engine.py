@@ -1,0 +1,196 @@
+"""GET /sync: positions, rooms, streams, and the long-poll.
+
+One pass reads the room-event position and the user's memberships in a single read transaction
+(one snapshot, so they agree), asks every stream source for its changes up to its current
+position, and builds the room sections. When an incremental sync has nothing to say, it waits on
+the notifier for the user's key and their rooms' keys: the notifier position is taken *before*
+the pass, so anything committed while the pass ran wakes the wait at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+import trio
+
+from trioserver.concurrency import Notifier
+from trioserver.services.sync.filters import Filters, SyncFilter
+from trioserver.services.sync.rooms import RoomSyncer, Window
+from trioserver.services.sync.streams import (
+    StreamSource,
+    SyncContext,
+    SyncResult,
+    room_key,
+    user_key,
+)
+from trioserver.services.sync.tokens import EVENTS, SyncToken, parse_sync_token
+from trioserver.storage.db import Database
+from trioserver.storage.repositories import events as events_repo
+from trioserver.storage.repositories import rooms as rooms_repo
+from trioserver.storage.repositories.events import MembershipRow
+
+MAX_TIMEOUT_MS = 300_000
+
+PresenceHook = Callable[[str, str | None], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    upto: int
+    memberships: list[MembershipRow]
+    changes: list[events_repo.StoredEvent]
+    forgotten: set[str]
+    active_rooms: set[str] | None  # rooms with events since `since` (None: initial sync)
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    user_id: str
+    device_id: str
+    since: str | None
+    timeout_ms: int
+    full_state: bool
+    filter_param: str | None
+    set_presence: str | None
+
+
+class SyncEngine:
+    def __init__(self, db: Database, notifier: Notifier, filters: Filters, rooms: RoomSyncer,
+                 sources: Sequence[StreamSource], presence_hook: PresenceHook | None = None
+                 ) -> None:
+        self._db = db
+        self._notifier = notifier
+        self._filters = filters
+        self._rooms = rooms
+        self._sources = list(sources)
+        self._presence_hook = presence_hook
+
+    async def sync(self, req: SyncRequest) -> dict[str, Any]:
+        flt = await self._filters.resolve(req.user_id, req.filter_param)
+        since = parse_sync_token(req.since) if req.since else None
+        if self._presence_hook is not None:
+            await self._presence_hook(req.user_id, req.set_presence)
+        timeout_s = max(0, min(req.timeout_ms, MAX_TIMEOUT_MS)) / 1000
+        deadline = trio.current_time() + timeout_s
+        while True:
+            seen = self._notifier.position
+            body, keys, has_updates = await self._pass(req, since, flt)
+            if has_updates or since is None or req.full_state:
+                return body
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                return body
+            if not await self._notifier.wait(keys, seen, remaining):
+                return body
+
+    async def _snapshot(self, user_id: str, since: int | None) -> _Snapshot:
+        def txn(conn: apsw.Connection) -> _Snapshot:
+            upto = events_repo.max_stream_ordering(conn)
+            changes = (events_repo.membership_changes(conn, user_id, since, upto)
+                       if since is not None else [])
+            active = (events_repo.rooms_with_events(conn, since, upto)
+                      if since is not None else None)
+            return _Snapshot(upto, events_repo.user_memberships(conn, user_id), changes,
+                             rooms_repo.forgotten(conn, user_id), active)
+
+        return await self._db.read(txn)
+
+    async def _pass(self, req: SyncRequest, since: SyncToken | None, flt: SyncFilter
+                    ) -> tuple[dict[str, Any], list[str], bool]:
+        since_events = since.events if since is not None else None
+        snap = await self._snapshot(req.user_id, since_events)
+        if since_events is not None and since_events > snap.upto:
+            since_events = None  # a token from the future (e.g. a restored backup): start over
+        # Memberships as of `upto` (current_state may already be ahead of the snapshot only if
+        # an event committed after it; its ordering tells).
+        current = {m.room_id: m for m in snap.memberships if m.stream_ordering <= snap.upto}
+        joined = sorted(r for r, m in current.items() if m.membership == "join"
+                        and flt.room.wants_room(r))
+
+        positions: dict[str, int] = {EVENTS: snap.upto}
+        result = SyncResult()
+        ctx = SyncContext(req.user_id, req.device_id, joined, initial=since is None)
+        for source in self._sources:
+            upto = await source.current_position()
+            stream_since = since.get(source.name) if since is not None else None
+            if stream_since is not None and stream_since > upto:
+                stream_since = None
+            await source.collect(ctx, stream_since, upto, result)
+            positions[source.name] = upto
+
+        changed_rooms: dict[str, list[events_repo.StoredEvent]] = {}
+        for change in snap.changes:
+            changed_rooms.setdefault(change.room_id, []).append(change)
+
+        join: dict[str, Any] = {}
+        for room_id in joined:
+            extras = result.rooms.get(room_id)
+            if since_events is not None and not req.full_state and extras is None and \
+                    snap.active_rooms is not None and room_id not in snap.active_rooms:
+                continue  # nothing happened in this room: skip it without reading anything
+            newly_joined = room_id in changed_rooms and since_events is not None and \
+                await self._was_not_joined(room_id, req.user_id, since_events)
+            window = Window(room_id, None if newly_joined else since_events, snap.upto)
+            section = await self._rooms.joined_room(
+                req.user_id, req.device_id, window, flt.room, extras,
+                full_state=req.full_state or newly_joined)
+            if section is not None:
+                join[room_id] = section
+
+        invite: dict[str, Any] = {}
+        knock: dict[str, Any] = {}
+        for room_id, m in sorted(current.items()):
+            if m.membership not in ("invite", "knock") or not flt.room.wants_room(room_id):
+                continue
+            if since_events is not None and room_id not in changed_rooms:
+                continue
+            stripped = await self._rooms.stripped_room_state(room_id, snap.upto, m.event_id)
+            if m.membership == "invite":
+                invite[room_id] = {"invite_state": {"events": stripped}}
+            else:
+                knock[room_id] = {"knock_state": {"events": stripped}}
+
+        leave: dict[str, Any] = {}
+        for room_id, m in sorted(current.items()):
+            if m.membership not in ("leave", "ban") or room_id in snap.forgotten or \
+                    not flt.room.wants_room(room_id):
+                continue
+            if since_events is None and not flt.room.include_leave:
+                continue
+            if since_events is not None and room_id not in changed_rooms:
+                continue
+            window = Window(room_id, since_events, m.stream_ordering)
+            leave[room_id] = await self._rooms.left_room(req.user_id, req.device_id, window,
+                                                         flt.room)
+
+        body: dict[str, Any] = {"next_batch": SyncToken(positions).encode()}
+        rooms: dict[str, Any] = {}
+        for name, section in (("join", join), ("invite", invite), ("knock", knock),
+                              ("leave", leave)):
+            if section:
+                rooms[name] = section
+        if rooms:
+            body["rooms"] = rooms
+        if result.account_data:
+            body["account_data"] = {"events": result.account_data}
+        if result.presence:
+            body["presence"] = {"events": result.presence}
+        if result.to_device:
+            body["to_device"] = {"events": result.to_device}
+        if result.device_lists_changed or result.device_lists_left:
+            body["device_lists"] = {"changed": result.device_lists_changed,
+                                    "left": result.device_lists_left}
+        if result.one_time_keys_count is not None:
+            body["device_one_time_keys_count"] = result.one_time_keys_count
+        if result.unused_fallback_key_types is not None:
+            body["device_unused_fallback_key_types"] = result.unused_fallback_key_types
+        keys = [user_key(req.user_id), *(room_key(r) for r in joined)]
+        return body, keys, bool(rooms) or result.has_updates()
+
+    async def _was_not_joined(self, room_id: str, user_id: str, position: int) -> bool:
+        membership = await self._db.read(
+            lambda c: events_repo.membership_at(c, room_id, user_id, position))
+        return membership != "join"
