@@ -93,7 +93,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
                                reader=room_reader)
     appender = Appender(server_name=config.server_name, signing_key=signing_key, db=db,
                         cache=room_cache, serializer=serializer, notifier=notifier,
-                        after_commit=push_actions.after_commit)
+                        commit_hook=push_actions.prepare)
     rooms = Rooms(config, db, room_cache, appender)
     typing = Typing(notifier, room_cache, room_reader)
     presence = Presence(db, notifier)

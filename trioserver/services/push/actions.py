@@ -1,15 +1,16 @@
 """Push actions: what each new event means for each local member, and GET /notifications.
 
-`PushActions.after_commit` runs in the append pipeline after an event batch committed, while
-the room's serializer is still held and before the room is notified (so a woken /sync sees the
-counts together with the events). For every joined local member other than the sender (and a
-local user invited by the event) it evaluates their push rules and stores the actions of the
-matching rule when they include "notify", all in one write.
+`PushActions.prepare` runs in the append pipeline after an event batch is built and before it
+is written, under the room's serializer. For every joined local member other than the sender
+(and a local user invited by the event) it evaluates their push rules; the actions of matching
+rules that include "notify" are then written in the events' own transaction, so a woken /sync
+sees the counts together with the events and a send costs one commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import apsw
@@ -29,12 +30,13 @@ from trioserver.services.push.conditions import (
 )
 from trioserver.services.push.service import PushRules
 from trioserver.services.push.threads import thread_of
-from trioserver.services.rooms.cache import RoomCache, RoomView
+from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.reads import RoomReader
 from trioserver.services.stream_position import StreamPosition
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import push as push_repo
 from trioserver.storage.repositories import receipts as receipts_repo
+from trioserver.storage.repositories.events import StateMap
 
 MAX_NOTIFICATIONS_LIMIT = 1000
 
@@ -55,6 +57,40 @@ def display_name(member: Event | None) -> str | None:
     return name if isinstance(name, str) else None
 
 
+@dataclass(frozen=True)
+class _PendingAction:
+    event_index: int
+    user_id: str
+    thread: str
+    highlight: bool
+    actions: Sequence[Any]
+
+
+@dataclass
+class PreparedActions:
+    """Push actions of a batch, to be written inside the batch's own transaction."""
+
+    room_id: str
+    unread_position: StreamPosition
+    actions: list[_PendingAction] = field(default_factory=list)
+    changed: set[tuple[str, str]] = field(default_factory=set)
+    redacted: list[str] = field(default_factory=list)
+    position: int | None = None
+
+    def write(self, conn: apsw.Connection, orderings: Sequence[int]) -> None:
+        ts = now_ms()
+        push_repo.insert_actions(conn, [
+            push_repo.ActionRow(a.user_id, self.room_id, orderings[a.event_index], a.thread,
+                                a.highlight, a.actions, ts) for a in self.actions])
+        for event_id in self.redacted:
+            self.changed.update(push_repo.delete_actions_of_event(conn, event_id))
+        self.position = receipts_repo.mark_unread_changed(conn, sorted(self.changed))
+
+    def committed(self) -> None:
+        if self.position is not None:
+            self.unread_position.advance(self.position)
+
+
 class PushActions:
     def __init__(self, *, server_name: str, db: Database, cache: RoomCache, rules: PushRules,
                  unread_position: StreamPosition, reader: RoomReader) -> None:
@@ -72,32 +108,34 @@ class PushActions:
     async def _load_event(self, event_id: str) -> Event | None:
         return (await self._cache.events([event_id])).get(event_id)
 
-    async def after_commit(self, view: RoomView, events: Sequence[Event],
-                           orderings: Sequence[int]) -> None:
-        """Store the notifications of a committed batch of events (see the module docstring).
-        The facts about the room are those after the whole batch."""
-        member_ids = {k: e for (t, k), e in view.state.items() if t == "m.room.member"}
+    async def prepare(self, room_id: str, state_after: StateMap, events: Sequence[Event]
+                      ) -> PreparedActions | None:
+        """Evaluate the push rules of every recipient of `events` before they are written.
+
+        The result is written inside the events' own transaction (so a count is never seen
+        without its event or the other way round) and costs no extra commit. `state_after` is
+        the room state after the batch.
+        """
+        member_ids = {k: e for (t, k), e in state_after.items() if t == "m.room.member"}
         loaded = await self._cache.events(member_ids.values())
         members = {u: loaded[e] for u, e in member_ids.items() if e in loaded}
         joined = [u for u, m in members.items() if m.membership == "join"]
         local_joined = [u for u in joined if self._is_local(u)]
-        keys = [k for k in (("m.room.create", ""), ("m.room.power_levels", "")) if k in view.state]
-        found = await self._cache.events(view.state[k] for k in keys)
-        auth_state = {k: found[view.state[k]] for k in keys if view.state[k] in found}
+        keys = [k for k in (("m.room.create", ""), ("m.room.power_levels", ""))
+                if k in state_after]
+        found = await self._cache.events(state_after[k] for k in keys)
+        auth_state = {k: found[state_after[k]] for k in keys if state_after[k] in found}
         levels = notification_levels(auth_state.get(("m.room.power_levels", "")))
 
-        rows: list[push_repo.ActionRow] = []
-        changed: set[tuple[str, str]] = set()
-        redacted: list[str] = []
-        ts = now_ms()
-        for event, ordering in zip(events, orderings, strict=True):
+        prepared = PreparedActions(room_id, self._unread_position)
+        for index, event in enumerate(events):
             if event.redacts is not None:
-                redacted.append(event.redacts)
+                prepared.redacted.append(event.redacts)
             recipients = [u for u in local_joined if u != event.sender]
             if event.type == "m.room.member" and event.state_key is not None and \
                     self._is_local(event.state_key):
                 if event.membership == "join":
-                    changed.add((event.state_key, view.room_id))  # counts start afresh
+                    prepared.changed.add((event.state_key, room_id))  # counts start afresh
                 elif event.membership == "invite" and event.state_key != event.sender:
                     recipients.append(event.state_key)
             if not recipients:
@@ -113,19 +151,12 @@ class PushActions:
                     continue
                 if thread is None:
                     thread = await thread_of(event, self._load_event)
-                rows.append(push_repo.ActionRow(user_id, view.room_id, ordering, thread,
-                                                highlights(rule.actions), rule.actions, ts))
-                changed.add((user_id, view.room_id))
-        if not rows and not changed and not redacted:
-            return
-
-        def txn(conn: apsw.Connection) -> int:
-            push_repo.insert_actions(conn, rows)
-            for event_id in redacted:
-                changed.update(push_repo.delete_actions_of_event(conn, event_id))
-            return receipts_repo.mark_unread_changed(conn, sorted(changed))
-
-        self._unread_position.advance(await self._db.write(txn))
+                prepared.actions.append(_PendingAction(index, user_id, thread,
+                                                       highlights(rule.actions), rule.actions))
+                prepared.changed.add((user_id, room_id))
+        if not prepared.actions and not prepared.changed and not prepared.redacted:
+            return None
+        return prepared
 
     # -- GET /notifications ---------------------------------------------------------------
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import apsw
-import trio
 
 from trioserver.concurrency import KeyedSerializer, Notifier
 from trioserver.errors import Codes, MatrixError
@@ -36,9 +35,18 @@ MAX_PREV_EVENTS = 10
 
 log = logging.getLogger(__name__)
 
-# Called with each committed batch (the room's view after it, the events, their stream
-# orderings) while the room's serializer is held, before the room is notified.
-AfterCommit = Callable[[RoomView, Sequence[Event], Sequence[int]], Awaitable[None]]
+class PreparedWrite(Protocol):
+    """Extra rows derived from a batch of events, written in the batch's own transaction."""
+
+    def write(self, conn: apsw.Connection, orderings: Sequence[int]) -> None: ...
+
+    def committed(self) -> None: ...
+
+
+# Called with each built batch (room ID, the state after it, the events) before it is
+# written, while the room's serializer is held; may return rows to write with the batch.
+CommitHook = Callable[[str, events_repo.StateMap, Sequence[Event]],
+                      Awaitable[PreparedWrite | None]]
 
 
 @dataclass(frozen=True)
@@ -71,14 +79,14 @@ class Appended:
 class Appender:
     def __init__(self, *, server_name: str, signing_key: SigningKey, db: Database,
                  cache: RoomCache, serializer: KeyedSerializer, notifier: Notifier,
-                 after_commit: AfterCommit | None = None) -> None:
+                 commit_hook: CommitHook | None = None) -> None:
         self._server_name = server_name
         self._key = signing_key
         self._db = db
         self._cache = cache
         self._serializer = serializer
         self._notifier = notifier
-        self._after_commit = after_commit
+        self._commit_hook = commit_hook
         self._last_create_ts = 0
 
     # -- building -------------------------------------------------------------------------
@@ -167,14 +175,18 @@ class Appender:
                     state_events[event.state_tuple] = event
                 self._advance(view, event)
 
+            prepared = await self._prepare(room_id, view.state, built)
+
             def txn(conn: apsw.Connection) -> tuple[list[int], int]:
                 rooms_repo.insert_room(conn, room_id, version.identifier, create.sender,
                                        now_ms(), published)
-                return _persist(conn, room_id, built, None, {})
+                result = _persist(conn, room_id, built, None, {})
+                _write_prepared(conn, prepared, result[0])
+                return result
 
             orderings, group = await self._db.write(txn)
             view.state_group = group
-            await self._finish(view, built, orderings)
+            self._finish(view, built, orderings, prepared)
         return room_id, built
 
     async def append(self, room_id: str, draft: Draft, *, txn: TxnKey | None = None
@@ -201,6 +213,10 @@ class Appender:
                     return existing
                 raise
 
+            state_after = view.state if event.state_key is None else {
+                **view.state, event.state_tuple: event.event_id}
+            prepared = await self._prepare(room_id, state_after, [event])
+
             def write(conn: apsw.Connection) -> tuple[list[int], int] | str:
                 if txn is not None:
                     existing = events_repo.get_txn_event(conn, txn.user_id, txn.device_id,
@@ -208,6 +224,7 @@ class Appender:
                     if existing is not None:
                         return existing
                 result = _persist(conn, room_id, [event], view.state_group, view.state)
+                _write_prepared(conn, prepared, result[0])
                 if txn is not None:
                     events_repo.set_txn_event(conn, txn.user_id, txn.device_id, txn.scope,
                                               txn.txn_id, event.event_id)
@@ -221,7 +238,7 @@ class Appender:
             # Only now, with the event durable, does the in-memory view move on.
             self._advance(view, event)
             view.state_group = group
-            await self._finish(view, [event], orderings)
+            self._finish(view, [event], orderings, prepared)
             return Appended(event, orderings[0])
 
     async def _txn_event(self, txn: TxnKey) -> Appended | None:
@@ -247,20 +264,41 @@ class Appender:
         if event.state_key is not None:
             view.state[event.state_tuple] = event.event_id
 
-    async def _finish(self, view: RoomView, events: Sequence[Event],
-                      orderings: Sequence[int]) -> None:
+    async def _prepare(self, room_id: str, state_after: events_repo.StateMap,
+                       events: Sequence[Event]) -> PreparedWrite | None:
+        if self._commit_hook is None:
+            return None
+        for event in events:
+            self._cache.put_event(event)  # the hook may look the new events up
+        try:
+            return await self._commit_hook(room_id, state_after, events)
+        except Exception:
+            # Notification counts are derived data: never refuse a message over them.
+            log.exception("commit hook failed to prepare in %s", room_id)
+            return None
+
+    def _finish(self, view: RoomView, events: Sequence[Event], orderings: Sequence[int],
+                prepared: PreparedWrite | None) -> None:
         self._cache.put_room(view)
         for event in events:
             self._cache.put_event(event)
-        if self._after_commit is not None:
-            # The events are durable: what follows from them must not be lost because the
-            # client went away, and a failure there must not hide them from /sync.
-            try:
-                with trio.CancelScope(shield=True):
-                    await self._after_commit(view, events, orderings)
-            except Exception:
-                log.exception("after-commit hook failed in %s", view.room_id)
+        if prepared is not None:
+            prepared.committed()
         self._notifier.notify([room_key(view.room_id), *_member_user_keys(events)])
+
+
+def _write_prepared(conn: apsw.Connection, prepared: PreparedWrite | None,
+                    orderings: Sequence[int]) -> None:
+    """Write the hook's rows in their own savepoint: if they fail, the events still commit."""
+    if prepared is None:
+        return
+    conn.execute("SAVEPOINT hook")
+    try:
+        prepared.write(conn, orderings)
+    except Exception:
+        conn.execute("ROLLBACK TO hook")
+        log.exception("commit hook failed to write")
+    conn.execute("RELEASE hook")
 
 
 def _persist(conn: apsw.Connection, room_id: str, events: Sequence[Event],
