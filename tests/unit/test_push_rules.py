@@ -416,3 +416,32 @@ def test_parse_conditions_and_rule_ids() -> None:
                           ("content", "x" * 300)):
         with pytest.raises(MatrixError):
             check_new_rule_id(kind, rule_id)
+
+
+def test_a_shared_condition_cache_gives_each_recipient_their_own_result() -> None:
+    """One cache serves all recipients of an event; user-specific conditions stay per user."""
+    users = [f"@u{i}:hs" for i in range(4)]
+    rulesets = {u: build_ruleset(u, [], {}) for u in users}
+    events = [
+        text("hello everyone"),
+        text("ping", **{"m.mentions": {"user_ids": ["@u2:hs"]}}),
+        text("hey U3name, look"),
+        text("@room wake up", **{"m.mentions": {"room": True}}),
+        event("m.room.member", {"membership": "invite"}, state_key="@u1:hs"),
+        event("m.room.message", {"msgtype": "m.notice", "body": "n"}),
+    ]
+    names = {"@u3:hs": "U3name"}
+    for ev in events:
+        for room_facts in (facts(2), facts(10, power=100, levels={"room": 50})):
+            cache: dict[tuple[Any, ...], bool] = {}
+            for user in users:
+                plain = evaluate(rulesets[user], ev, room_facts, names.get(user))
+                shared = evaluate(rulesets[user], ev, room_facts, names.get(user), cache)
+                assert shared == plain, (ev, user)
+    mention = events[1]
+    cache = {}
+    results = {u: evaluate(rulesets[u], mention, facts(10), None, cache) for u in users}
+    assert results["@u2:hs"] is not None
+    assert results["@u2:hs"].rule_id == ".m.rule.is_user_mention"
+    assert all(results[u] is None or results[u].rule_id != ".m.rule.is_user_mention"  # type: ignore[union-attr]
+               for u in users if u != "@u2:hs")

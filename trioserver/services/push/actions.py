@@ -22,6 +22,7 @@ from trioserver.services.events import auth_rules
 from trioserver.services.events.event import Event
 from trioserver.services.events.power_levels import parse_level
 from trioserver.services.push.conditions import (
+    ConditionCache,
     RoomFacts,
     evaluate,
     highlights,
@@ -145,8 +146,10 @@ class PushActions:
                               levels)
             data = matchable(event)
             thread: str | None = None
+            cache: ConditionCache = {}  # shared by this event's recipients
             for user_id in recipients:
-                rule = evaluate(rulesets[user_id], data, facts, display_name(members.get(user_id)))
+                rule = evaluate(rulesets[user_id], data, facts,
+                                display_name(members.get(user_id)), cache)
                 if rule is None or not notifies(rule.actions):
                     continue
                 if thread is None:
