@@ -252,36 +252,23 @@ def condition_matches(cond: Mapping[str, Any], event: Mapping[str, Any], room: R
 ConditionCache = dict[tuple[Any, ...], bool]
 
 
-def _cache_key(cond: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """A key for conditions whose result depends only on the event and the room, so one
-    evaluation serves every recipient; None for conditions that depend on the recipient."""
-    kind = cond.get("kind")
-    if kind == "contains_display_name":
-        return None
-    value = cond.get("value")
-    if isinstance(value, list | dict):
-        return None  # not hashable as is; rare in practice
-    return (kind, cond.get("key"), cond.get("pattern"), type(value).__name__, value,
-            cond.get("is"))
-
-
-def _cached_condition(cond: Mapping[str, Any], event: Mapping[str, Any], room: RoomFacts,
-                      display_name: str | None, cache: ConditionCache | None) -> bool:
-    key = _cache_key(cond) if cache is not None else None
-    if key is None or cache is None:
-        return condition_matches(cond, event, room, display_name)
-    found = cache.get(key)
-    if found is None:
-        found = cache[key] = condition_matches(cond, event, room, display_name)
-    return found
-
-
 def rule_matches(rule: PushRule, event: Mapping[str, Any], room: RoomFacts,
                  display_name: str | None, cache: ConditionCache | None = None) -> bool:
     """Whether `rule` matches. `cache`, shared by the recipients of one event (with the same
-    room facts), remembers the results of recipient-independent conditions."""
+    room facts), remembers the results of rules that do not depend on the recipient."""
     if not rule.enabled:
         return False
+    key = rule.shared_key if cache is not None else None
+    if key is not None and cache is not None:
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = _rule_matches(rule, event, room, display_name)
+        return found
+    return _rule_matches(rule, event, room, display_name)
+
+
+def _rule_matches(rule: PushRule, event: Mapping[str, Any], room: RoomFacts,
+                  display_name: str | None) -> bool:
     if rule.kind == "content":
         body = lookup(event, "content.body")
         return rule.pattern is not None and isinstance(body, str) and \
@@ -290,7 +277,7 @@ def rule_matches(rule: PushRule, event: Mapping[str, Any], room: RoomFacts,
         return event.get("room_id") == rule.rule_id
     if rule.kind == "sender":
         return event.get("sender") == rule.rule_id
-    return all(_cached_condition(c, event, room, display_name, cache) for c in rule.conditions)
+    return all(condition_matches(c, event, room, display_name) for c in rule.conditions)
 
 
 def evaluate(ruleset: Ruleset, event: Mapping[str, Any], room: RoomFacts,

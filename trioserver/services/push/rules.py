@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from trioserver.errors import Codes, MatrixError
@@ -86,6 +87,27 @@ class PushRule:
     default: bool = False
     conditions: tuple[Mapping[str, Any], ...] = ()  # override and underride rules
     pattern: str | None = None  # content rules
+
+    @cached_property
+    def shared_key(self) -> tuple[Any, ...] | None:
+        """What this rule's match depends on besides the event and room, when that is the same
+        for every recipient (None when it depends on the recipient, e.g. a display name).
+
+        Recipients of one event can share the result of rules with equal keys.
+        """
+        if self.kind in ("room", "sender"):
+            return (self.kind, self.rule_id)
+        if self.kind == "content":
+            return ("content", self.pattern)
+        keys: list[tuple[Any, ...]] = []
+        for cond in self.conditions:
+            kind = cond.get("kind")
+            value = cond.get("value")
+            if kind == "contains_display_name" or isinstance(value, list | dict):
+                return None
+            keys.append((kind, cond.get("key"), cond.get("pattern"), type(value).__name__,
+                         value, cond.get("is")))
+        return ("conditions", tuple(keys))
 
     def to_json(self) -> dict[str, Any]:
         """The PushRule object of the API."""
