@@ -34,14 +34,27 @@ class EventFilter:
     lazy_load_members: bool = False
     unread_thread_notifications: bool = False
 
+    def matches_type_and_sender(self, event_type: str, sender: str | None) -> bool:
+        if self.types is not None and not any(_glob(t, event_type) for t in self.types):
+            return False
+        if any(_glob(t, event_type) for t in self.not_types):
+            return False
+        if sender is not None:
+            if self.senders is not None and sender not in self.senders:
+                return False
+            if sender in self.not_senders:
+                return False
+        return True
+
+    def select(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Client-format events (account data, ephemeral, presence) this filter keeps, at
+        most `limit` of them."""
+        kept = [e for e in events
+                if self.matches_type_and_sender(str(e.get("type", "")), e.get("sender"))]
+        return kept[:self.limit]
+
     def matches(self, event: Event) -> bool:
-        if self.types is not None and not any(_glob(t, event.type) for t in self.types):
-            return False
-        if any(_glob(t, event.type) for t in self.not_types):
-            return False
-        if self.senders is not None and event.sender not in self.senders:
-            return False
-        if event.sender in self.not_senders:
+        if not self.matches_type_and_sender(event.type, event.sender):
             return False
         if self.contains_url is not None:
             has_url = isinstance(event.content.get("url"), str)

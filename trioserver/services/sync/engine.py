@@ -121,6 +121,7 @@ class SyncEngine:
             await source.collect(ctx, stream_since, upto, result)
             positions[source.name] = upto
 
+        _apply_filters(result, flt)
         changed_rooms: dict[str, list[events_repo.StoredEvent]] = {}
         for change in snap.changes:
             changed_rooms.setdefault(change.room_id, []).append(change)
@@ -194,3 +195,12 @@ class SyncEngine:
         membership = await self._db.read(
             lambda c: events_repo.membership_at(c, room_id, user_id, position))
         return membership != "join"
+
+
+def _apply_filters(result: SyncResult, flt: SyncFilter) -> None:
+    """The filter's presence, account_data, room.ephemeral and room.account_data sections."""
+    result.presence = flt.presence.select(result.presence)
+    result.account_data = flt.account_data.select(result.account_data)
+    for extras in result.rooms.values():
+        extras.ephemeral = flt.room.ephemeral.select(extras.ephemeral)
+        extras.account_data = flt.room.account_data.select(extras.account_data)
