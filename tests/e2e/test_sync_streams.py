@@ -914,3 +914,13 @@ async def _nio_two_clients_sync(url: str) -> None:
 
 def test_nio_clients_exchange_messages_typing_and_receipts(server: ServerProcess) -> None:
     asyncio.run(_nio_two_clients_sync(server.url))
+
+
+async def test_initial_sync_carries_the_push_rules(http: httpx.AsyncClient) -> None:
+    """Clients read their push rules from m.push_rules account data in the initial sync."""
+    user = await register(http)
+    r = await http.get(f"{CLIENT}/sync", headers=bearer(user["access_token"]))
+    events = {e["type"]: e["content"] for e in r.json()["account_data"]["events"]}
+    rules = events["m.push_rules"]["global"]
+    assert any(rule["rule_id"] == ".m.rule.master" for rule in rules["override"])
+    assert any(rule["rule_id"] == ".m.rule.message" for rule in rules["underride"])

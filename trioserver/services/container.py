@@ -102,7 +102,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     sources: list[StreamSource] = [account_data.source, receipts.source, receipts.unread_source,
                                    typing.source, to_device.source, presence.source]
     sync = SyncEngine(db, notifier, filters, RoomSyncer(db, room_cache, room_reader), sources,
-                      presence_hook=presence.touch)
+                      presence_hook=presence.touch,
+                      initial_account_data=[push_rules.initial_account_data])
     return Services(
         config=config,
         db=db,

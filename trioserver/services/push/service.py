@@ -109,6 +109,12 @@ class PushRules:
             raise not_found("The push rule was not found.")
         return rule
 
+    async def initial_account_data(self, user_id: str) -> dict[str, Any]:
+        """The `m.push_rules` account data event for an initial /sync (clients read their
+        rules from there even before they ever changed one)."""
+        ruleset = await self.ruleset(user_id)
+        return {"type": PUSH_RULES_TYPE, "content": {"global": ruleset.to_json()}}
+
     # -- writing --------------------------------------------------------------------------
 
     async def _change(self, user_id: str, fn: Callable[[apsw.Connection], None]) -> None:

@@ -35,6 +35,8 @@ from trioserver.storage.repositories.events import MembershipRow
 MAX_TIMEOUT_MS = 300_000
 
 PresenceHook = Callable[[str, str | None], Awaitable[None]]
+# Account data every initial sync carries even if the user never set it (m.push_rules).
+InitialAccountData = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,15 @@ class SyncRequest:
 
 class SyncEngine:
     def __init__(self, db: Database, notifier: Notifier, filters: Filters, rooms: RoomSyncer,
-                 sources: Sequence[StreamSource], presence_hook: PresenceHook | None = None
-                 ) -> None:
+                 sources: Sequence[StreamSource], presence_hook: PresenceHook | None = None,
+                 initial_account_data: Sequence[InitialAccountData] = ()) -> None:
         self._db = db
         self._notifier = notifier
         self._filters = filters
         self._rooms = rooms
         self._sources = list(sources)
         self._presence_hook = presence_hook
+        self._initial_account_data = list(initial_account_data)
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self._filters.resolve(req.user_id, req.filter_param)
@@ -121,6 +124,12 @@ class SyncEngine:
             await source.collect(ctx, stream_since, upto, result)
             positions[source.name] = upto
 
+        if since is None:
+            present = {e.get("type") for e in result.account_data}
+            for make in self._initial_account_data:
+                event = await make(req.user_id)
+                if event["type"] not in present:
+                    result.account_data.append(event)
         _apply_filters(result, flt)
         changed_rooms: dict[str, list[events_repo.StoredEvent]] = {}
         for change in snap.changes:
