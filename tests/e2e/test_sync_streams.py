@@ -924,3 +924,17 @@ async def test_initial_sync_carries_the_push_rules(http: httpx.AsyncClient) -> N
     rules = events["m.push_rules"]["global"]
     assert any(rule["rule_id"] == ".m.rule.master" for rule in rules["override"])
     assert any(rule["rule_id"] == ".m.rule.message" for rule in rules["underride"])
+
+
+async def test_a_member_who_leaves_stops_typing_at_once(http: httpx.AsyncClient) -> None:
+    alice, bob, room = await two_in_a_room(http)
+    b = bob["access_token"]
+    await typing(http, alice, room, True, 60000)
+    on = await sync(http, b)
+    assert ephemeral(on, room, "m.typing") == [
+        {"type": "m.typing", "content": {"user_ids": [alice["user_id"]]}}]
+    r = await http.post(room_path(room, "leave"), headers=bearer(alice["access_token"]))
+    assert r.status_code == 200
+    after = await sync(http, b, on["next_batch"])
+    assert ephemeral(after, room, "m.typing") == [
+        {"type": "m.typing", "content": {"user_ids": []}}]

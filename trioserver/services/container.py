@@ -96,6 +96,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
                         commit_hook=push_actions.prepare)
     rooms = Rooms(config, db, room_cache, appender)
     typing = Typing(notifier, room_cache, room_reader)
+    appender.add_membership_listener(typing.membership_changed)
     presence = Presence(db, notifier)
     to_device = ToDevice(db, notifier, config.server_name)
     filters = Filters(db)

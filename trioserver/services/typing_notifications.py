@@ -107,6 +107,11 @@ class Typing:
             del self._typers[room_id]
         self._changed([room_id])
 
+    def membership_changed(self, room_id: str, user_id: str, membership: str) -> None:
+        """A member who is no longer joined stops typing at once (not at the timeout)."""
+        if membership != "join":
+            self.stop(room_id, user_id)
+
     def typing_in(self, room_id: str) -> list[str]:
         """Who is typing in a room now (expired typers excluded even before the sweep)."""
         now = self._clock()

@@ -43,6 +43,8 @@ class PreparedWrite(Protocol):
     def committed(self) -> None: ...
 
 
+MembershipListener = Callable[[str, str, str], None]
+
 # Called with each built batch (room ID, the state after it, the events) before it is
 # written, while the room's serializer is held; may return rows to write with the batch.
 CommitHook = Callable[[str, events_repo.StateMap, Sequence[Event]],
@@ -87,6 +89,7 @@ class Appender:
         self._serializer = serializer
         self._notifier = notifier
         self._commit_hook = commit_hook
+        self._membership_listeners: list[MembershipListener] = []
         self._last_create_ts = 0
 
     # -- building -------------------------------------------------------------------------
@@ -264,6 +267,10 @@ class Appender:
         if event.state_key is not None:
             view.state[event.state_tuple] = event.event_id
 
+    def add_membership_listener(self, listener: MembershipListener) -> None:
+        """Call `listener(room_id, user_id, membership)` after each committed member event."""
+        self._membership_listeners.append(listener)
+
     async def _prepare(self, room_id: str, state_after: events_repo.StateMap,
                        events: Sequence[Event]) -> PreparedWrite | None:
         if self._commit_hook is None:
@@ -284,6 +291,10 @@ class Appender:
             self._cache.put_event(event)
         if prepared is not None:
             prepared.committed()
+        for event in events:
+            if event.type == "m.room.member" and event.state_key is not None:
+                for listener in self._membership_listeners:
+                    listener(view.room_id, event.state_key, event.membership or "")
         self._notifier.notify([room_key(view.room_id), *_member_user_keys(events)])
 
 
