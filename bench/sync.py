@@ -24,6 +24,16 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+async def _call(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
+    """One request, waiting out 429s (a reference server may rate-limit joins and sends)."""
+    while True:
+        r = await client.request(method, url, **kw)
+        if r.status_code != 429:
+            r.raise_for_status()
+            return r
+        await trio.sleep(r.json().get("retry_after_ms", 1000) / 1000)
+
+
 async def _wakeup_latency(client: httpx.AsyncClient, sender: str, receiver: str, room: str,
                           n: int) -> list[float]:
     r = await client.get("/_matrix/client/v3/sync", headers=_auth(receiver))
@@ -66,13 +76,13 @@ async def bench(url: str, pid: int | None, rooms_n: int) -> dict[str, Any]:
         r = await client.post("/_matrix/client/v3/createRoom", json={"preset": "public_chat"},
                               headers=_auth(alice))
         room = r.json()["room_id"]
-        (await client.post(f"/_matrix/client/v3/join/{room}", headers=_auth(bob))
-         ).raise_for_status()
+        await _call(client, "POST", f"/_matrix/client/v3/join/{room}", headers=_auth(bob))
 
         lat = await _wakeup_latency(client, alice, bob, room, 200)
         lat.sort()
         out["wakeup_ms_p50"] = round(statistics.median(lat), 2)
         out["wakeup_ms_p99"] = round(lat[int(len(lat) * 0.99) - 1], 2)
+        print(out, flush=True)
 
         # A user in many rooms, each with a few messages.
         carol = await register(client, f"{prefix}carol")
@@ -80,12 +90,13 @@ async def bench(url: str, pid: int | None, rooms_n: int) -> dict[str, Any]:
 
         async def make_room(i: int) -> None:
             async with sem:
-                r = await client.post("/_matrix/client/v3/createRoom",
-                                      json={"name": f"room {i}", "topic": "bench"},
-                                      headers=_auth(carol))
+                r = await _call(client, "POST", "/_matrix/client/v3/createRoom",
+                                json={"name": f"room {i}", "topic": "bench"},
+                                headers=_auth(carol))
                 rid = r.json()["room_id"]
                 for j in range(3):
-                    await client.put(
+                    await _call(
+                        client, "PUT",
                         f"/_matrix/client/v3/rooms/{rid}/send/m.room.message/r{i}m{j}",
                         json={"msgtype": "m.text", "body": f"message {j}"},
                         headers=_auth(carol))
@@ -97,6 +108,7 @@ async def bench(url: str, pid: int | None, rooms_n: int) -> dict[str, Any]:
         r = await client.get("/_matrix/client/v3/sync", headers=_auth(carol))
         out[f"initial_sync_{rooms_n}_rooms_s"] = round(time.perf_counter() - t0, 3)
         out[f"initial_sync_{rooms_n}_rooms_kib"] = round(len(r.content) / 1024)
+        print(out, flush=True)
         since = r.json()["next_batch"]
 
         n = 1000
@@ -115,20 +127,22 @@ async def bench(url: str, pid: int | None, rooms_n: int) -> dict[str, Any]:
         out["empty_incremental_sync_per_s"] = round(n / (time.perf_counter() - t0), 1)
         if pid:
             out["empty_incremental_sync_cpu_ms"] = round((cpu_seconds(pid) - cpu0) * 1000 / n, 3)
+        print(out, flush=True)
 
         # 20 concurrent senders into one room.
         senders = [await register(client, f"{prefix}s{i}") for i in range(20)]
         for token in senders:
-            (await client.post(f"/_matrix/client/v3/join/{room}", headers=_auth(token))
-             ).raise_for_status()
+            await _call(client, "POST", f"/_matrix/client/v3/join/{room}",
+                        headers=_auth(token))
         per = 50
         t0 = time.perf_counter()
 
         async def send_all(k: int, token: str) -> None:
             for i in range(per):
-                (await client.put(f"/_matrix/client/v3/rooms/{room}/send/m.room.message/c{k}-{i}",
-                                  json={"msgtype": "m.text", "body": "concurrent"},
-                                  headers=_auth(token))).raise_for_status()
+                await _call(client, "PUT",
+                            f"/_matrix/client/v3/rooms/{room}/send/m.room.message/c{k}-{i}",
+                            json={"msgtype": "m.text", "body": "concurrent"},
+                            headers=_auth(token))
 
         async with trio.open_nursery() as nursery:
             for k, token in enumerate(senders):
