@@ -23,6 +23,8 @@ from trioserver.api.client import (
     devices,
     directory,
     discovery,
+    key_backup,
+    keys,
     login,
     presence,
     profile,
@@ -69,9 +71,9 @@ def create_app(services: Services) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["BODY_TIMEOUT"] = 60
     for module in (discovery, register, login, account, devices, profile, rooms, room_events,
-                   directory, sync, status,
+                   directory, sync, status, keys,
                    account_data, typing_notifications, presence, to_device, receipts,
-                   push_rules):
+                   push_rules, key_backup):
         app.register_blueprint(module.create_blueprint(services))
 
     @app.before_request

@@ -9,7 +9,9 @@ from trioserver.config import Config
 from trioserver.services.account_data import AccountData
 from trioserver.services.accounts import Accounts
 from trioserver.services.devices import Devices
+from trioserver.services.e2ee import E2EEKeys
 from trioserver.services.events.signing import SigningKey
+from trioserver.services.key_backup import KeyBackup
 from trioserver.services.passwords import PasswordHasher
 from trioserver.services.presence import Presence
 from trioserver.services.profile import Profiles
@@ -27,7 +29,7 @@ from trioserver.services.sessions import Sessions
 from trioserver.services.sync.engine import SyncEngine
 from trioserver.services.sync.filters import Filters
 from trioserver.services.sync.rooms import RoomSyncer
-from trioserver.services.sync.streams import StreamSource
+from trioserver.services.sync.streams import DEVICE_DELETIONS_KEY, StreamSource
 from trioserver.services.to_device import ToDevice
 from trioserver.services.typing_notifications import Typing
 from trioserver.services.uia import UIA
@@ -67,6 +69,8 @@ class Services:
     receipts: Receipts
     push_rules: PushRules
     push_actions: PushActions
+    e2ee: E2EEKeys
+    key_backup: KeyBackup
     info: ServerInfo
 
 
@@ -100,8 +104,11 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     presence = Presence(db, notifier)
     to_device = ToDevice(db, notifier, config.server_name)
     filters = Filters(db)
+    e2ee = E2EEKeys(config.server_name, db, notifier, serializer)
+    sessions.add_device_listener(lambda _user: notifier.notify([DEVICE_DELETIONS_KEY]))
     sources: list[StreamSource] = [account_data.source, receipts.source, receipts.unread_source,
-                                   typing.source, to_device.source, presence.source]
+                                   typing.source, to_device.source, presence.source,
+                                   e2ee.source]
     sync = SyncEngine(db, notifier, filters, RoomSyncer(db, room_cache, room_reader), sources,
                       presence_hook=presence.touch,
                       initial_account_data=[push_rules.initial_account_data])
@@ -129,5 +136,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         receipts=receipts,
         push_rules=push_rules,
         push_actions=push_actions,
+        e2ee=e2ee,
+        key_backup=KeyBackup(db, serializer),
         info=ServerInfo(base_url=config.base_url()),
     )

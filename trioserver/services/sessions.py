@@ -13,6 +13,7 @@ import hashlib
 import secrets
 import string
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import apsw
@@ -69,6 +70,11 @@ class Sessions:
         self._cache: OrderedDict[bytes, TokenRow] = OrderedDict()
         self._generation = 0
         self._last_touch: dict[tuple[str, str], int] = {}
+        self._device_listeners: list[Callable[[str], None]] = []
+
+    def add_device_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(user_id)` whenever devices (or tokens) of a user went away."""
+        self._device_listeners.append(listener)
 
     # -- minting and storing -------------------------------------------------------------
 
@@ -193,6 +199,8 @@ class Sessions:
 
         Call after any write that deleted tokens or devices, or deactivated the user.
         """
+        for listener in self._device_listeners:
+            listener(user_id)
         self._generation += 1
         stale = [
             h for h, row in self._cache.items()

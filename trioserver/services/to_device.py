@@ -83,6 +83,12 @@ class ToDeviceSource:
                       out: SyncResult) -> None:
         await self._to_device.collect(ctx, since, upto, out)
 
+    async def acknowledge(self, ctx: SyncContext, since: int | None) -> None:
+        """The device synced from `since`: messages up to it were received (used when /sync
+        answers without a full pass)."""
+        if since is not None:
+            await self._to_device.acknowledge(ctx.user_id, ctx.device_id, since)
+
 
 class ToDevice:
     def __init__(self, db: Database, notifier: Notifier, server_name: str, *,
@@ -93,6 +99,7 @@ class ToDevice:
         self._clock = clock
         self.position = StreamPosition(db, "to_device_inbox")
         self.source = ToDeviceSource(self)
+        self._acked: dict[tuple[str, str], int] = {}
 
     def _is_local(self, user_id: str) -> bool:
         parts = split_user_id(user_id)
@@ -133,6 +140,19 @@ class ToDevice:
             self.position.advance(sent.position)
             self._notifier.notify([user_key(u) for u in sent.recipients])
 
+    async def acknowledge(self, user_id: str, device_id: str, since: int) -> None:
+        """Delete the device's messages up to `since` (it synced from there)."""
+        key = (user_id, device_id)
+        if since <= self._acked.get(key, -1):
+            return
+        delivered = await self._db.read(
+            lambda c: td_repo.has_delivered(c, user_id, device_id, since))
+        if delivered:
+            await self._db.write(lambda c: td_repo.delete_delivered(c, user_id, device_id, since))
+        self._acked[key] = since
+        if len(self._acked) > 100_000:
+            self._acked.clear()  # only an optimisation: forgetting costs one read per device
+
     async def collect(self, ctx: SyncContext, since: int | None, upto: int,
                       out: SyncResult) -> None:
         user_id, device_id = ctx.user_id, ctx.device_id
@@ -149,5 +169,7 @@ class ToDevice:
             # The client synced from `since`, so it has every message up to there.
             await self._db.write(
                 lambda c: td_repo.delete_delivered(c, user_id, device_id, since or 0))
+        if since is not None:
+            self._acked[(user_id, device_id)] = since
         out.to_device.extend(
             {"type": m.type, "sender": m.sender, "content": m.content} for m in messages)

@@ -9,6 +9,7 @@ the pass, so anything committed while the pass ran wakes the wait at once.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from trioserver.concurrency import Notifier
 from trioserver.services.sync.filters import Filters, SyncFilter
 from trioserver.services.sync.rooms import RoomSyncer, Window
 from trioserver.services.sync.streams import (
+    DEVICE_DELETIONS_KEY,
     StreamSource,
     SyncContext,
     SyncResult,
@@ -48,6 +50,22 @@ class _Snapshot:
     active_rooms: set[str] | None  # rooms with events since `since` (None: initial sync)
 
 
+# Keys every sync answer carries, even an empty one.
+_ALWAYS = ("next_batch", "device_one_time_keys_count", "device_unused_fallback_key_types")
+QUIET_CACHE_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class _Quiet:
+    """The last pass for one device: its token, and the notifier position and keys it saw."""
+
+    token: str
+    filter_param: str | None
+    seen: int
+    keys: tuple[str, ...]
+    body: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class SyncRequest:
     user_id: str
@@ -70,6 +88,7 @@ class SyncEngine:
         self._sources = list(sources)
         self._presence_hook = presence_hook
         self._initial_account_data = list(initial_account_data)
+        self._quiet: OrderedDict[tuple[str, str], _Quiet] = OrderedDict()
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         flt = await self._filters.resolve(req.user_id, req.filter_param)
@@ -78,9 +97,22 @@ class SyncEngine:
             await self._presence_hook(req.user_id, req.set_presence)
         timeout_s = max(0, min(req.timeout_ms, MAX_TIMEOUT_MS)) / 1000
         deadline = trio.current_time() + timeout_s
+        device = (req.user_id, req.device_id)
+        quiet = self._quiet.get(device)
+        if quiet is not None and since is not None and not req.full_state and \
+                quiet.token == req.since and quiet.filter_param == req.filter_param and \
+                all(self._notifier.latest(k) <= quiet.seen for k in quiet.keys):
+            # Nothing was announced for this user or their rooms since the pass that produced
+            # this token: it would find nothing, so skip it (the common case of idle clients).
+            await self._acknowledge(req, since)
+            remaining = deadline - trio.current_time()
+            if remaining <= 0 or not await self._notifier.wait(quiet.keys, quiet.seen,
+                                                                remaining):
+                return dict(quiet.body)
         while True:
             seen = self._notifier.position
             body, keys, has_updates = await self._pass(req, since, flt)
+            self._remember(device, req.filter_param, seen, keys, body)
             if has_updates or since is None or req.full_state:
                 return body
             remaining = deadline - trio.current_time()
@@ -88,6 +120,24 @@ class SyncEngine:
                 return body
             if not await self._notifier.wait(keys, seen, remaining):
                 return body
+
+    async def _acknowledge(self, req: SyncRequest, since: SyncToken) -> None:
+        """Let streams that delete what a device has received (to-device) see the token."""
+        ctx = SyncContext(req.user_id, req.device_id, (), initial=False)
+        for source in self._sources:
+            acknowledge = getattr(source, "acknowledge", None)
+            if acknowledge is not None:
+                await acknowledge(ctx, since.get(source.name))
+
+    def _remember(self, device: tuple[str, str], filter_param: str | None, seen: int,
+                  keys: list[str], body: dict[str, Any]) -> None:
+        """What an idle follow-up sync from this body's token would answer."""
+        quiet_body = {k: body[k] for k in _ALWAYS if k in body}
+        self._quiet[device] = _Quiet(str(body["next_batch"]), filter_param, seen, tuple(keys),
+                                     quiet_body)
+        self._quiet.move_to_end(device)
+        if len(self._quiet) > QUIET_CACHE_SIZE:
+            self._quiet.popitem(last=False)
 
     async def _snapshot(self, user_id: str, since: int | None) -> _Snapshot:
         def txn(conn: apsw.Connection) -> _Snapshot:
@@ -115,7 +165,8 @@ class SyncEngine:
 
         positions: dict[str, int] = {EVENTS: snap.upto}
         result = SyncResult()
-        ctx = SyncContext(req.user_id, req.device_id, joined, initial=since is None)
+        ctx = SyncContext(req.user_id, req.device_id, joined, initial=since is None,
+                          events_since=since_events, events_upto=snap.upto)
         for source in self._sources:
             upto = await source.current_position()
             stream_since = since.get(source.name) if since is not None else None
@@ -197,7 +248,7 @@ class SyncEngine:
             body["device_one_time_keys_count"] = result.one_time_keys_count
         if result.unused_fallback_key_types is not None:
             body["device_unused_fallback_key_types"] = result.unused_fallback_key_types
-        keys = [user_key(req.user_id), *(room_key(r) for r in joined)]
+        keys = [user_key(req.user_id), DEVICE_DELETIONS_KEY, *(room_key(r) for r in joined)]
         return body, keys, bool(rooms) or result.has_updates()
 
     async def _was_not_joined(self, room_id: str, user_id: str, position: int) -> bool:

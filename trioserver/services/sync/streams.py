@@ -26,6 +26,10 @@ def room_key(room_id: str) -> str:
     return f"room:{room_id}"
 
 
+# Announced when any device is deleted (rare): every waiting /sync re-checks device lists.
+DEVICE_DELETIONS_KEY = "device-deletions"
+
+
 @dataclass(frozen=True)
 class SyncContext:
     """Who is syncing and which rooms they are in at the position being synced to."""
@@ -35,6 +39,10 @@ class SyncContext:
     joined_rooms: Sequence[str]
     # True for an initial sync (no `since`); streams then send their full current view.
     initial: bool
+    # The room-event window of this sync (events_since None on an initial sync), for streams
+    # that depend on membership changes (device lists).
+    events_since: int | None = None
+    events_upto: int = 0
 
 
 @dataclass

@@ -295,6 +295,15 @@ def members(conn: apsw.Connection, room_id: str) -> list[tuple[str, str, str]]:
         " type = 'm.room.member' ORDER BY state_key", (room_id,))]
 
 
+def users_sharing_rooms(conn: apsw.Connection, user_id: str) -> set[str]:
+    """Everyone joined to at least one room the user is joined to (the user included)."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT b.state_key FROM current_state a JOIN current_state b"
+        " ON b.room_id = a.room_id AND b.type = 'm.room.member' AND b.membership = 'join'"
+        " WHERE a.type = 'm.room.member' AND a.state_key = ? AND a.membership = 'join'",
+        (user_id,))}
+
+
 def set_forward_extremities(conn: apsw.Connection, room_id: str, event_ids: list[str]) -> None:
     conn.execute("DELETE FROM forward_extremities WHERE room_id = ?", (room_id,))
     conn.executemany("INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?)",

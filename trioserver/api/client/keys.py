@@ -1,0 +1,63 @@
+"""End-to-end encryption keys (spec 1.24): upload, query, claim, changes."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from trioserver.api.http import authenticate, json_body, reply
+from trioserver.errors import Codes, MatrixError
+from trioserver.services.container import Services
+from trioserver.services.sync.tokens import parse_sync_token
+
+
+def create_blueprint(services: Services) -> Blueprint:
+    bp = Blueprint("keys", __name__)
+    sessions = services.sessions
+    keys = services.e2ee
+
+    @bp.route("/_matrix/client/v3/keys/upload", methods=["POST"])
+    async def upload() -> Response:
+        """POST /_matrix/client/v3/keys/upload (spec: uploadKeys)."""
+        requester = await authenticate(sessions)
+        body = await json_body()
+        counts = await keys.upload(requester, body.raw.get("device_keys"),
+                                   body.raw.get("one_time_keys"), body.raw.get("fallback_keys"))
+        return reply({"one_time_key_counts": counts})
+
+    @bp.route("/_matrix/client/v3/keys/query", methods=["POST"])
+    async def query() -> Response:
+        """POST /_matrix/client/v3/keys/query (spec: queryKeys)."""
+        requester = await authenticate(sessions)
+        body = await json_body()
+        wanted = body.opt_dict("device_keys")
+        if wanted is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'device_keys'")
+        return reply(await keys.query(requester, wanted))
+
+    @bp.route("/_matrix/client/v3/keys/claim", methods=["POST"])
+    async def claim() -> Response:
+        """POST /_matrix/client/v3/keys/claim (spec: claimKeys)."""
+        await authenticate(sessions)
+        body = await json_body()
+        wanted = body.opt_dict("one_time_keys")
+        if wanted is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'one_time_keys'")
+        timeout = body.raw.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)):
+            raise MatrixError(400, Codes.BAD_JSON, "timeout must be an integer")
+        return reply(await keys.claim(wanted))
+
+    @bp.route("/_matrix/client/v3/keys/changes", methods=["GET"])
+    async def changes() -> Response:
+        """GET /_matrix/client/v3/keys/changes (spec: getKeysChanges)."""
+        requester = await authenticate(sessions)
+        from_raw, to_raw = request.args.get("from"), request.args.get("to")
+        if from_raw is None or to_raw is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "from and to are required")
+        start, end = parse_sync_token(from_raw), parse_sync_token(to_raw)
+        changed, left = await keys.changes(
+            requester.user_id, start.events, end.events, start.get("dl") or 0,
+            end.get("dl") or 0)
+        return reply({"changed": changed, "left": left})
+
+    return bp
