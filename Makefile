@@ -43,6 +43,8 @@ test: lint pytest
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.events --messages $(BENCH_MESSAGES)
+	$(BIN)/python -m bench.sync
+	$(BIN)/python -m bench.e2ee
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
