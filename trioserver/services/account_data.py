@@ -18,7 +18,7 @@ from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.reads import RoomReader
 from trioserver.services.rooms.service import check_room_id
 from trioserver.services.sessions import Requester
-from trioserver.services.stream_position import StreamPosition
+from trioserver.services.stream_position import PositionedSource, StreamPosition
 from trioserver.services.sync.streams import SyncContext, SyncResult, user_key
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import account_data as ad_repo
@@ -73,17 +73,10 @@ def tags_of(content: Mapping[str, Any] | None) -> dict[str, Any]:
     return {name: value for name, value in tags.items() if isinstance(value, dict)}
 
 
-class AccountDataSource:
+class AccountDataSource(PositionedSource):
     """StreamSource "ad": global account data, and room account data of joined rooms."""
 
     name = "ad"
-
-    def __init__(self, db: Database, position: StreamPosition) -> None:
-        self._db = db
-        self._position = position
-
-    async def current_position(self) -> int:
-        return await self._position.current()
 
     async def collect(self, ctx: SyncContext, since: int | None, upto: int,
                       out: SyncResult) -> None:

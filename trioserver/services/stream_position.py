@@ -27,3 +27,17 @@ class StreamPosition:
     def advance(self, position: int) -> None:
         """Record a committed write at `position`."""
         self._value = max(self._value or 0, position)
+
+
+class PositionedSource:
+    """Base for /sync stream sources whose position is a `StreamPosition` (subclasses set
+    `name` and implement `collect`)."""
+
+    name: str
+
+    def __init__(self, db: Database, position: StreamPosition) -> None:
+        self._db = db
+        self._position = position
+
+    async def current_position(self) -> int:
+        return await self._position.current()

@@ -14,9 +14,8 @@ from typing import Any
 import apsw
 
 from trioserver.services.push.threads import MAIN
-from trioserver.services.stream_position import StreamPosition
+from trioserver.services.stream_position import PositionedSource
 from trioserver.services.sync.streams import RoomExtras, SyncContext, SyncResult
-from trioserver.storage.db import Database
 from trioserver.storage.repositories import push as push_repo
 from trioserver.storage.repositories import receipts as receipts_repo
 from trioserver.storage.repositories.receipts import UNTHREADED, ReceiptRow
@@ -44,17 +43,10 @@ def receipt_events(rows: Sequence[ReceiptRow]) -> list[dict[str, Any]]:
     return [{"type": "m.receipt", "content": c} for c in contents]
 
 
-class ReceiptsSource:
+class ReceiptsSource(PositionedSource):
     """Receipts in the user's joined rooms ("rc"); m.read.private only to its owner."""
 
     name = "rc"
-
-    def __init__(self, db: Database, position: StreamPosition) -> None:
-        self._db = db
-        self._position = position
-
-    async def current_position(self) -> int:
-        return await self._position.current()
 
     async def collect(self, ctx: SyncContext, since: int | None, upto: int,
                       out: SyncResult) -> None:
@@ -104,17 +96,10 @@ def shape_for_filter(extras: RoomExtras, unread_thread_notifications: bool) -> N
         key: total[key] - sum(t.get(key, 0) for t in threads.values()) for key in total}
 
 
-class UnreadCountsSource:
+class UnreadCountsSource(PositionedSource):
     """Unread notification counts of the user's joined rooms ("un")."""
 
     name = "un"
-
-    def __init__(self, db: Database, position: StreamPosition) -> None:
-        self._db = db
-        self._position = position
-
-    async def current_position(self) -> int:
-        return await self._position.current()
 
     async def collect(self, ctx: SyncContext, since: int | None, upto: int,
                       out: SyncResult) -> None:
