@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from trioserver.api.client import (
     account,
     account_data,
+    dehydrated_devices,
     devices,
     directory,
     discovery,
@@ -73,7 +74,7 @@ def create_app(services: Services) -> QuartTrio:
     for module in (discovery, register, login, account, devices, profile, rooms, room_events,
                    directory, sync, status, keys,
                    account_data, typing_notifications, presence, to_device, receipts,
-                   push_rules, key_backup):
+                   push_rules, key_backup, dehydrated_devices):
         app.register_blueprint(module.create_blueprint(services))
 
     @app.before_request

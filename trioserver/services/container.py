@@ -8,6 +8,8 @@ from trioserver.concurrency import KeyedSerializer, Notifier
 from trioserver.config import Config
 from trioserver.services.account_data import AccountData
 from trioserver.services.accounts import Accounts
+from trioserver.services.cross_signing import CrossSigning
+from trioserver.services.dehydrated_devices import DehydratedDevices
 from trioserver.services.devices import Devices
 from trioserver.services.e2ee import E2EEKeys
 from trioserver.services.events.signing import SigningKey
@@ -70,7 +72,9 @@ class Services:
     push_rules: PushRules
     push_actions: PushActions
     e2ee: E2EEKeys
+    cross_signing: CrossSigning
     key_backup: KeyBackup
+    dehydrated_devices: DehydratedDevices
     info: ServerInfo
 
 
@@ -137,6 +141,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         push_rules=push_rules,
         push_actions=push_actions,
         e2ee=e2ee,
+        cross_signing=CrossSigning(db, e2ee, accounts),
         key_backup=KeyBackup(db, serializer),
+        dehydrated_devices=DehydratedDevices(db, sessions, e2ee, serializer),
         info=ServerInfo(base_url=config.base_url()),
     )

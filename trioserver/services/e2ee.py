@@ -53,6 +53,30 @@ def verify_signed(obj: Mapping[str, Any], user_id: str, key_id: str, public_key_
     return True
 
 
+def cross_signing_public_key(key: Mapping[str, Any]) -> str | None:
+    """The public part of a cross-signing key's single ed25519 key, if it has one."""
+    keys = key.get("keys")
+    if not isinstance(keys, Mapping) or len(keys) != 1:
+        return None
+    value = next(iter(keys.values()))
+    return value if isinstance(value, str) else None
+
+
+def with_signatures(obj: dict[str, Any], target_key_id: str,
+                    extra: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+    """A copy of `obj` with the stored extra signatures on `target_key_id` merged in."""
+    mine = [(s, k, sig) for t, s, k, sig in extra if t == target_key_id]
+    if not mine:
+        return obj
+    out = dict(obj)
+    signatures = {u: dict(v) for u, v in out.get("signatures", {}).items()
+                  if isinstance(v, dict)}
+    for signer, key_id, signature in mine:
+        signatures.setdefault(signer, {})[key_id] = signature
+    out["signatures"] = signatures
+    return out
+
+
 @dataclass(frozen=True)
 class _Upload:
     device_keys: dict[str, Any] | None
@@ -171,6 +195,11 @@ class E2EEKeys:
             self._notifier.notify([user_key(user_id)])
         return counts
 
+    async def announce_change(self, user_id: str, position: int) -> None:
+        """A device-list change of `user_id` was recorded at `position`: publish it."""
+        self.position.advance(position)
+        await self._announce(user_id)
+
     async def _announce(self, user_id: str) -> None:
         """Wake everyone sharing a room with `user_id` (their device list changed)."""
         users = await self._db.read(lambda c: events_repo.users_sharing_rooms(c, user_id))
@@ -195,11 +224,18 @@ class E2EEKeys:
                 continue
 
             def txn(conn: apsw.Connection, uid: str = user_id) -> tuple[
-                    list[tuple[str, dict[str, Any], str | None]], dict[str, dict[str, Any]]]:
-                return keys_repo.users_device_keys(conn, uid), keys_repo.cross_signing_keys(
-                    conn, uid)
+                    list[tuple[str, dict[str, Any], str | None]], dict[str, dict[str, Any]],
+                    list[tuple[str, str, str, str]]]:
+                return (keys_repo.users_device_keys(conn, uid),
+                        keys_repo.cross_signing_keys(conn, uid),
+                        keys_repo.visible_signatures(conn, uid, requester.user_id))
 
-            found, cross = await self._db.read(txn)
+            found, cross, extra = await self._db.read(txn)
+            found = [(d, with_signatures(k, d, extra), n) for d, k, n in found]
+            if "master" in cross:
+                master_pub = cross_signing_public_key(cross["master"])
+                if master_pub is not None:
+                    cross["master"] = with_signatures(cross["master"], master_pub, extra)
             entries: dict[str, Any] = {}
             for device_id, keys, display_name in found:
                 if devices and device_id not in devices:

@@ -14,6 +14,7 @@ def create_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("keys", __name__)
     sessions = services.sessions
     keys = services.e2ee
+    cross_signing = services.cross_signing
 
     @bp.route("/_matrix/client/v3/keys/upload", methods=["POST"])
     async def upload() -> Response:
@@ -59,5 +60,21 @@ def create_blueprint(services: Services) -> Blueprint:
             requester.user_id, start.events, end.events, start.get("dl") or 0,
             end.get("dl") or 0)
         return reply({"changed": changed, "left": left})
+
+    @bp.route("/_matrix/client/v3/keys/device_signing/upload", methods=["POST"])
+    async def device_signing_upload() -> Response:
+        """POST /_matrix/client/v3/keys/device_signing/upload (spec: uploadCrossSigningKeys)."""
+        requester = await authenticate(sessions)
+        body = await json_body()
+        await cross_signing.upload_keys(requester, body.raw, body.opt_dict("auth"),
+                                        method="POST", path=request.path)
+        return reply({})
+
+    @bp.route("/_matrix/client/v3/keys/signatures/upload", methods=["POST"])
+    async def signatures_upload() -> Response:
+        """POST /_matrix/client/v3/keys/signatures/upload (spec: uploadCrossSigningSignatures)."""
+        requester = await authenticate(sessions)
+        body = await json_body()
+        return reply(await cross_signing.upload_signatures(requester, body.raw))
 
     return bp

@@ -126,3 +126,43 @@ def users_with_device_changes(conn: apsw.Connection, after: int, upto: int,
     if among is not None:
         users &= set(among)
     return users
+
+
+def set_cross_signing_key(conn: apsw.Connection, user_id: str, key_type: str,
+                          key: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO cross_signing_keys (user_id, key_type, key_json) VALUES (?, ?, ?)"
+        " ON CONFLICT (user_id, key_type) DO UPDATE SET key_json = excluded.key_json",
+        (user_id, key_type, json.dumps(key, separators=(",", ":"))))
+
+
+def device_exists(conn: apsw.Connection, user_id: str, device_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM devices WHERE user_id = ? AND device_id = ?",
+                        (user_id, device_id)).fetchone() is not None
+
+
+def add_signature(conn: apsw.Connection, target_user_id: str, target_key_id: str,
+                  signer_user_id: str, signing_key_id: str, signature: str) -> None:
+    conn.execute(
+        "INSERT INTO cross_signing_signatures (target_user_id, target_key_id, signer_user_id,"
+        " signing_key_id, signature) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (target_user_id, target_key_id, signer_user_id, signing_key_id)"
+        " DO UPDATE SET signature = excluded.signature",
+        (target_user_id, target_key_id, signer_user_id, signing_key_id, signature))
+
+
+def delete_signatures_by(conn: apsw.Connection, signer_user_id: str, signing_key_id: str
+                         ) -> None:
+    conn.execute("DELETE FROM cross_signing_signatures WHERE signer_user_id = ?"
+                 " AND signing_key_id = ?", (signer_user_id, signing_key_id))
+
+
+def visible_signatures(conn: apsw.Connection, target_user_id: str, viewer: str
+                       ) -> list[tuple[str, str, str, str]]:
+    """(target_key_id, signer, signing_key_id, signature) on the user's keys that `viewer` may
+    see: the user's own signatures, and the viewer's signatures on them."""
+    return [(r[0], r[1], r[2], r[3]) for r in conn.execute(
+        "SELECT target_key_id, signer_user_id, signing_key_id, signature"
+        " FROM cross_signing_signatures WHERE target_user_id = ?"
+        " AND (signer_user_id = target_user_id OR signer_user_id = ?)"
+        " ORDER BY target_key_id, signer_user_id, signing_key_id", (target_user_id, viewer))]
