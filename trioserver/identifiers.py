@@ -65,5 +65,11 @@ def split_user_id(uid: str) -> tuple[str, str] | None:
     return localpart, server_name
 
 
+def is_local_user(user_id: str, server_name: str) -> bool:
+    """Whether `user_id` is a valid user ID on the server called `server_name`."""
+    parts = split_user_id(user_id)
+    return parts is not None and parts[1] == server_name
+
+
 def is_valid_device_id(device_id: str) -> bool:
     return 0 < len(device_id) <= _DEVICE_ID_MAX and device_id.isprintable()

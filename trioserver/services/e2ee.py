@@ -17,7 +17,7 @@ from nacl.signing import VerifyKey
 
 from trioserver.concurrency import KeyedSerializer, Notifier
 from trioserver.errors import Codes, MatrixError
-from trioserver.identifiers import split_user_id
+from trioserver.identifiers import is_local_user, split_user_id
 from trioserver.services.events import canonical_json
 from trioserver.services.events.hashing import decode_unpadded_b64
 from trioserver.services.sessions import Requester
@@ -95,8 +95,7 @@ class E2EEKeys:
         self.source = DeviceListSource(self, db)
 
     def _is_local(self, user_id: str) -> bool:
-        parts = split_user_id(user_id)
-        return parts is not None and parts[1] == self._server_name
+        return is_local_user(user_id, self._server_name)
 
     # -- upload ---------------------------------------------------------------------------
 

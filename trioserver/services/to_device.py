@@ -18,7 +18,7 @@ import apsw
 
 from trioserver.concurrency import Notifier
 from trioserver.errors import Codes, MatrixError
-from trioserver.identifiers import is_valid_device_id, split_user_id
+from trioserver.identifiers import is_local_user, is_valid_device_id, split_user_id
 from trioserver.services.clock import now_ms
 from trioserver.services.sessions import Requester
 from trioserver.services.stream_position import StreamPosition
@@ -102,8 +102,7 @@ class ToDevice:
         self._acked: dict[tuple[str, str], int] = {}
 
     def _is_local(self, user_id: str) -> bool:
-        parts = split_user_id(user_id)
-        return parts is not None and parts[1] == self._server_name
+        return is_local_user(user_id, self._server_name)
 
     async def send(self, requester: Requester, event_type: str, txn_id: str,
                    messages: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:

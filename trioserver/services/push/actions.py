@@ -16,7 +16,7 @@ from typing import Any
 import apsw
 
 from trioserver.errors import Codes, MatrixError
-from trioserver.identifiers import split_user_id
+from trioserver.identifiers import is_local_user
 from trioserver.services.clock import now_ms
 from trioserver.services.events import auth_rules
 from trioserver.services.events.event import Event
@@ -103,8 +103,7 @@ class PushActions:
         self._reader = reader
 
     def _is_local(self, user_id: str) -> bool:
-        parts = split_user_id(user_id)
-        return parts is not None and parts[1] == self._server_name
+        return is_local_user(user_id, self._server_name)
 
     async def _load_event(self, event_id: str) -> Event | None:
         return (await self._cache.events([event_id])).get(event_id)
