@@ -309,12 +309,15 @@ class E2EEKeys:
     def changes_in(conn: apsw.Connection, user_id: str, since_events: int, upto_events: int,
                    since_dl: int, upto_dl: int) -> tuple[list[str], list[str]]:
         """(changed, left) for `user_id` between two positions of the event and device-list
-        streams: users sharing a room whose devices changed, users newly sharing a room, and
-        users who no longer share any room."""
+        streams: the user themself and users sharing a room whose devices or cross-signing keys
+        changed, users newly sharing a room, and users who no longer share any room."""
         if since_dl >= upto_dl and since_events >= upto_events:
             return [], []
         sharing = events_repo.users_sharing_rooms(conn, user_id)
-        changed = keys_repo.users_with_device_changes(conn, since_dl, upto_dl, sharing)
+        # The user's own changes count too: their other devices learn of a new device or of
+        # new cross-signing keys this way (as in Synapse).
+        changed = keys_repo.users_with_device_changes(conn, since_dl, upto_dl,
+                                                      sharing | {user_id})
         touched: set[str] = set()
         if since_events < upto_events:
             for change in events_repo.membership_changes(conn, user_id, since_events,
@@ -329,10 +332,9 @@ class E2EEKeys:
                                                       backwards=False, limit=10_000):
                     if stored.pdu.get("type") == "m.room.member":
                         touched.add(str(stored.pdu.get("state_key")))
+        touched.discard(user_id)
         changed |= touched & sharing  # newly sharing a room: their devices are new to us
         left = touched - sharing
-        changed.discard(user_id)
-        left.discard(user_id)
         return sorted(changed), sorted(left)
 
     async def changes(self, user_id: str, since_events: int, upto_events: int,
