@@ -117,3 +117,14 @@ async def put_state(http: httpx.AsyncClient, token: str, room_id: str, event_typ
     """PUT /rooms/{roomId}/state/{eventType}/{stateKey} (the raw response)."""
     return await http.put(room_path(room_id, "state", event_type, state_key), json=content,
                           headers=bearer(token))
+
+
+async def two_users_in_a_room(http: httpx.AsyncClient) -> tuple[dict[str, Any],
+                                                               dict[str, Any], str]:
+    """Register Alice and Bob; Alice creates a public room and Bob joins it."""
+    alice = await register(http)
+    bob = await register(http)
+    room_id = await create_room(http, alice["access_token"], preset="public_chat")
+    r = await http.post(room_path(room_id, "join"), json={}, headers=bearer(bob["access_token"]))
+    assert r.status_code == 200, r.text
+    return alice, bob, room_id

@@ -17,6 +17,7 @@ from tests.e2e.helpers import (
     register,
     room_path,
     send_text,
+    two_users_in_a_room,
     unique,
 )
 
@@ -35,16 +36,6 @@ def rule_path(kind: str, rule_id: str, *rest: str) -> str:
 def user_path(user_id: str, *parts: str) -> str:
     return "/".join([f"{CLIENT}/user/{quote(user_id, safe='')}",
                      *(quote(p, safe="") for p in parts)])
-
-
-async def two_users_in_a_room(http: httpx.AsyncClient) -> tuple[dict[str, Any],
-                                                               dict[str, Any], str]:
-    alice = await register(http)
-    bob = await register(http)
-    room_id = await create_room(http, alice["access_token"], preset="public_chat")
-    r = await http.post(room_path(room_id, "join"), json={}, headers=bearer(bob["access_token"]))
-    assert r.status_code == 200, r.text
-    return alice, bob, room_id
 
 
 async def receipt(http: httpx.AsyncClient, token: str, room_id: str, event_id: str,

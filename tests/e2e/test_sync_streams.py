@@ -26,6 +26,7 @@ from tests.e2e.helpers import (
     register,
     room_path,
     send_text,
+    two_users_in_a_room,
     unique,
 )
 from tests.e2e.test_sync_rooms import sync
@@ -43,12 +44,7 @@ def user_path(user_id: str, *parts: str) -> str:
 
 async def two_in_a_room(http: httpx.AsyncClient) -> tuple[Body, Body, str]:
     """Alice creates a public room, Bob joins it."""
-    alice = await register(http)
-    bob = await register(http)
-    room = await create_room(http, alice["access_token"], preset="public_chat")
-    r = await http.post(f"{CLIENT}/join/{room}", json={}, headers=bearer(bob["access_token"]))
-    assert r.status_code == 200, r.text
-    return alice, bob, room
+    return await two_users_in_a_room(http)
 
 
 def joined(body: Body, room: str) -> Body:

@@ -17,6 +17,7 @@ from tests.e2e.helpers import (
     login,
     register,
     room_path,
+    two_users_in_a_room,
     unique,
 )
 
@@ -28,16 +29,6 @@ def user_path(user_id: str, *parts: str) -> str:
 
 def presence_path(user_id: str) -> str:
     return f"{CLIENT}/presence/{quote(user_id, safe='')}/status"
-
-
-async def two_users_in_a_room(http: httpx.AsyncClient) -> tuple[dict[str, Any],
-                                                               dict[str, Any], str]:
-    alice = await register(http)
-    bob = await register(http)
-    room_id = await create_room(http, alice["access_token"], preset="public_chat")
-    r = await http.post(room_path(room_id, "join"), json={}, headers=bearer(bob["access_token"]))
-    assert r.status_code == 200, r.text
-    return alice, bob, room_id
 
 
 # -- account data ----------------------------------------------------------------------------
