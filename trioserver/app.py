@@ -27,6 +27,7 @@ from trioserver.api.client import (
     key_backup,
     keys,
     login,
+    media,
     presence,
     profile,
     push_rules,
@@ -40,6 +41,7 @@ from trioserver.api.client import (
     typing_notifications,
 )
 from trioserver.api.http import reply
+from trioserver.api.streaming import BackPressureHTTPConnection, media_aware_request
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.container import Services
 
@@ -68,13 +70,16 @@ def _http_error(e: HTTPException) -> MatrixError:
 
 def create_app(services: Services) -> QuartTrio:
     app = QuartTrio("trioserver")
+    app.request_class = media_aware_request(media.UPLOAD_PATHS,
+                                            services.config.media.max_upload_size)
+    app.asgi_http_class = BackPressureHTTPConnection
     app.config["MAX_CONTENT_LENGTH"] = services.config.max_request_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["BODY_TIMEOUT"] = 60
     for module in (discovery, register, login, account, devices, profile, rooms, room_events,
                    directory, sync, status, keys,
                    account_data, typing_notifications, presence, to_device, receipts,
-                   push_rules, key_backup, dehydrated_devices):
+                   push_rules, key_backup, dehydrated_devices, media):
         app.register_blueprint(module.create_blueprint(services))
 
     @app.before_request

@@ -1,4 +1,4 @@
-"""Command line: `trioserver serve | generate-config | register-user | --version`."""
+"""Command line: `trioserver serve | generate-config | register-user | media | --version`."""
 
 from __future__ import annotations
 
@@ -42,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--admin", action="store_true", help="make the user a server admin")
     reg.add_argument("--password-file", type=Path, metavar="F",
                      help="read the password from F (first line); default: prompt or stdin")
+    media = sub.add_parser("media", help="media repository housekeeping (offline)")
+    media_sub = media.add_subparsers(dest="media_command", metavar="ACTION", required=True)
+    purge = media_sub.add_parser("purge", help="delete media uploaded before a date")
+    common(purge)
+    purge.add_argument("--before", required=True, metavar="YYYY-MM-DD",
+                       help="delete media created before this day (UTC)")
+    purge.add_argument("--grace-s", type=float, default=3600.0, metavar="S",
+                       help="spare unreferenced files younger than S seconds (default 3600)")
+    stats = media_sub.add_parser("stats", help="print media counts and sizes as JSON")
+    common(stats)
     return p
 
 
@@ -141,4 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(config)
+    if args.command == "media":
+        from trioserver.media_admin import run_media_command
+
+        return run_media_command(config, args)
     return _register_user(config, args.username, args.admin, args.password_file)

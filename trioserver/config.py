@@ -74,6 +74,25 @@ class Database:
 
 
 @dataclass(frozen=True)
+class Media:
+    # Largest upload accepted, enforced while the body streams in (413 M_TOO_LARGE).
+    max_upload_size: int = 50 * 1024 * 1024
+    # Bytes of media one user may keep; 0 means no quota.
+    user_quota_bytes: int = 0
+    # Refuse to thumbnail images with more pixels than this (checked before decoding).
+    max_image_pixels: int = 32_000_000
+    # animated=true thumbnails return the original animated GIF/WebP up to this size.
+    max_animated_thumbnail_bytes: int = 4 * 1024 * 1024
+    # Seconds an id from POST /_matrix/media/v1/create stays usable, and how many unused ids
+    # one user may hold at once.
+    unused_expires_s: int = 86400
+    max_pending_per_user: int = 100
+    # When true, the deprecated unauthenticated /_matrix/media/v3 download and thumbnail
+    # endpoints answer 404 for media uploaded after this server started (MSC3916).
+    freeze_unauthenticated: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str = "localhost"
     data_dir: Path = Path("./data")
@@ -87,6 +106,7 @@ class Config:
     well_known: WellKnown = field(default_factory=WellKnown)
     rooms: Rooms = field(default_factory=Rooms)
     database: Database = field(default_factory=Database)
+    media: Media = field(default_factory=Media)
 
     @property
     def listen_host(self) -> str:
@@ -126,6 +146,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "well_known": WellKnown,
     "rooms": Rooms,
     "database": Database,
+    "media": Media,
 }
 
 
@@ -238,6 +259,12 @@ def validate(config: Config) -> Config:
         raise ConfigError("auth: Argon2id needs memlimit >= 8192 KiB and opslimit >= 1")
     if config.auth.password_hash_concurrency < 1:
         raise ConfigError("auth.password_hash_concurrency: must be at least 1")
+    if config.media.max_upload_size < 1:
+        raise ConfigError("media.max_upload_size: must be at least 1")
+    if config.media.max_image_pixels < 1:
+        raise ConfigError("media.max_image_pixels: must be at least 1")
+    if config.media.unused_expires_s < 1:
+        raise ConfigError("media.unused_expires_s: must be at least 1")
     for url in (config.public_baseurl, config.well_known.client_base_url):
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{url!r}: URLs must start with http:// or https://")
@@ -252,6 +279,7 @@ def sample_config(server_name: str) -> str:
     """A complete, commented TOML configuration with every key at its default."""
     d = Config()
     r = d.rate_limits
+    m = d.media
     return f"""\
 # trioserver configuration. Every key is optional; the values shown are the defaults.
 # Precedence: these defaults < this file < TRIOSERVER_* environment variables < command-line flags.
@@ -318,4 +346,22 @@ reader_connections = {d.database.reader_connections}
 # "full" fsyncs every commit (group commit amortises it); "normal" may lose the last commits
 # on power loss but never corrupts the database.
 synchronous = "{d.database.synchronous}"
+
+[media]
+# Largest upload in bytes (50 MiB), enforced while the body streams in: 413 M_TOO_LARGE.
+# Media uploads are exempt from max_request_body_bytes. Files live in <data_dir>/media/.
+max_upload_size = {m.max_upload_size}
+# Bytes of media one user may store in total; 0 means no quota.
+user_quota_bytes = {m.user_quota_bytes}
+# Images with more pixels than this are never decoded for thumbnails (413 M_TOO_LARGE).
+max_image_pixels = {m.max_image_pixels}
+# animated=true thumbnails of animated GIF/WebP return the original when it is at most this big.
+max_animated_thumbnail_bytes = {m.max_animated_thumbnail_bytes}
+# Lifetime in seconds of an id from POST /_matrix/media/v1/create, and how many unused ids one
+# user may hold.
+unused_expires_s = {m.unused_expires_s}
+max_pending_per_user = {m.max_pending_per_user}
+# true: the deprecated unauthenticated /_matrix/media/v3/download and /thumbnail endpoints
+# answer 404 for media uploaded after start-up (clients must use /_matrix/client/v1/media).
+freeze_unauthenticated = {str(m.freeze_unauthenticated).lower()}
 """

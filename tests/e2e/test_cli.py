@@ -1,7 +1,8 @@
-"""The command-line contract: serve, generate-config, register-user, --version."""
+"""The command-line contract: serve, generate-config, register-user, media, --version."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -163,3 +164,35 @@ def test_data_dir_and_database_are_private(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert (data.stat().st_mode & 0o777) == 0o700
     assert ((data / "trioserver.db").stat().st_mode & 0o777) == 0o600
+
+
+def test_media_stats_and_purge(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    srv = start_server(data, "--open-registration", "--no-rate-limits")
+    try:
+        r = httpx.post(srv.url + "/_matrix/client/v3/register", json={
+            "username": "mia", "password": PASSWORD, "auth": {"type": "m.login.dummy"}})
+        auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        for body in (b"same bytes", b"same bytes", b"other bytes!"):
+            r = httpx.post(srv.url + "/_matrix/media/v3/upload", content=body, headers=auth)
+            assert r.status_code == 200, r.text
+    finally:
+        assert srv.stop() == 0
+
+    out = cli("media", "stats", "--data-dir", str(data))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {
+        "media": 3, "pending_uploads": 0, "media_bytes": 32, "thumbnails": 0,
+        "thumbnail_bytes": 0, "uploaders": 1, "files": 2, "file_bytes": 22}
+    # Nothing is older than 2000-01-01.
+    out = cli("media", "purge", "--before", "2000-01-01", "--data-dir", str(data))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"media_deleted": 0, "files_deleted": 0, "bytes_freed": 0}
+    # Everything is older than the far future; files go with their last reference.
+    out = cli("media", "purge", "--before", "2999-01-01", "--grace-s", "0",
+              "--data-dir", str(data))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"media_deleted": 3, "files_deleted": 2, "bytes_freed": 22}
+    assert not [p for p in (data / "media").glob("??/??/*") if p.is_file()]
+    assert cli("media", "purge", "--before", "yesterday", "--data-dir", str(data)).returncode == 2
+    assert cli("media", "--data-dir", str(data)).returncode == 2

@@ -14,6 +14,7 @@ from trioserver.services.devices import Devices
 from trioserver.services.e2ee import E2EEKeys
 from trioserver.services.events.signing import SigningKey
 from trioserver.services.key_backup import KeyBackup
+from trioserver.services.media import MediaRepository
 from trioserver.services.passwords import PasswordHasher
 from trioserver.services.presence import Presence
 from trioserver.services.profile import Profiles
@@ -35,6 +36,7 @@ from trioserver.services.sync.streams import DEVICE_DELETIONS_KEY, StreamSource
 from trioserver.services.to_device import ToDevice
 from trioserver.services.typing_notifications import Typing
 from trioserver.services.uia import UIA
+from trioserver.storage.blob_store import BlobStore
 from trioserver.storage.db import Database
 from trioserver.storage.ttl_store import TTLStore
 
@@ -75,6 +77,7 @@ class Services:
     cross_signing: CrossSigning
     key_backup: KeyBackup
     dehydrated_devices: DehydratedDevices
+    media: MediaRepository
     info: ServerInfo
 
 
@@ -144,5 +147,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         cross_signing=CrossSigning(db, e2ee, accounts),
         key_backup=KeyBackup(db, serializer),
         dehydrated_devices=DehydratedDevices(db, sessions, e2ee, serializer),
+        media=MediaRepository(config.server_name, config.media, db,
+                              BlobStore(config.data_dir / "media"), serializer),
         info=ServerInfo(base_url=config.base_url()),
     )
