@@ -128,3 +128,16 @@ async def two_users_in_a_room(http: httpx.AsyncClient) -> tuple[dict[str, Any],
     r = await http.post(room_path(room_id, "join"), json={}, headers=bearer(bob["access_token"]))
     assert r.status_code == 200, r.text
     return alice, bob, room_id
+
+
+async def user_and_token(http: httpx.AsyncClient) -> tuple[str, str]:
+    """Register a fresh user; return (user_id, access_token)."""
+    reg = await register(http)
+    return reg["user_id"], reg["access_token"]
+
+
+async def join_room(http: httpx.AsyncClient, token: str, room_id: str, **body: Any) -> None:
+    """POST /rooms/{roomId}/join and check it answered with the room ID."""
+    r = await http.post(room_path(room_id, "join"), json=body, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"room_id": room_id}

@@ -17,7 +17,14 @@ import httpx
 import trio
 
 from tests.conftest import ServerFactory
-from tests.e2e.helpers import assert_error, bearer, login, register, unique
+from tests.e2e.helpers import (
+    assert_error,
+    bearer,
+    join_room,
+    login,
+    unique,
+    user_and_token,
+)
 from tests.server_process import ServerProcess
 
 CS = "/_matrix/client/v3"
@@ -31,12 +38,6 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-async def _user(http: httpx.AsyncClient) -> tuple[str, str]:
-    """Register a fresh user; return (user_id, access_token)."""
-    reg = await register(http)
-    return reg["user_id"], reg["access_token"]
-
-
 async def _create_room(http: httpx.AsyncClient, token: str, **body: Any) -> str:
     r = await http.post(f"{CS}/createRoom", json=body, headers=bearer(token))
     assert r.status_code == 200, r.text
@@ -48,12 +49,6 @@ async def _create_room(http: httpx.AsyncClient, token: str, **body: Any) -> str:
 
 async def _public_room(http: httpx.AsyncClient, token: str, **body: Any) -> str:
     return await _create_room(http, token, preset="public_chat", **body)
-
-
-async def _join(http: httpx.AsyncClient, token: str, room_id: str) -> None:
-    r = await http.post(f"{CS}/rooms/{_q(room_id)}/join", json={}, headers=bearer(token))
-    assert r.status_code == 200, r.text
-    assert r.json() == {"room_id": room_id}
 
 
 async def _invite(http: httpx.AsyncClient, token: str, room_id: str, user_id: str) -> None:
@@ -174,7 +169,7 @@ async def _redact(http: httpx.AsyncClient, token: str, room_id: str, event_id: s
 
 async def test_send_message_returns_event_id_and_event_is_readable(
         http: httpx.AsyncClient) -> None:
-    alice, token = await _user(http)
+    alice, token = await user_and_token(http)
     room = await _create_room(http, token)
     event_id = await _send(http, token, room, "first words")
 
@@ -189,7 +184,7 @@ async def test_send_message_returns_event_id_and_event_is_readable(
 
 
 async def test_same_txn_id_same_device_is_deduplicated(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     txn = unique("txn")
     first = await _send(http, token, room, "once", txn=txn)
@@ -206,7 +201,7 @@ async def test_same_txn_id_same_device_is_deduplicated(http: httpx.AsyncClient) 
 
 async def test_same_txn_id_from_another_device_creates_a_new_event(
         http: httpx.AsyncClient) -> None:
-    alice, token = await _user(http)
+    alice, token = await user_and_token(http)
     r = await login(http, alice)
     assert r.status_code == 200, r.text
     token2 = r.json()["access_token"]
@@ -229,7 +224,7 @@ async def test_same_txn_id_in_another_room_creates_a_new_event(
         http: httpx.AsyncClient) -> None:
     """Spec "Transaction identifiers": a retransmission is the same txn ID *and* the same
     request path; /send to another room is a different path, so a new event."""
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_a = await _create_room(http, token)
     room_b = await _create_room(http, token)
     txn = unique("txn")
@@ -245,7 +240,7 @@ async def test_send_transaction_id_is_echoed_to_the_sending_device_only(
         http: httpx.AsyncClient) -> None:
     """client_event.yaml unsigned.transaction_id: present "if the client being given the
     event is the same one which sent it"."""
-    alice, token = await _user(http)
+    alice, token = await user_and_token(http)
     r = await login(http, alice)
     assert r.status_code == 200, r.text
     other_device = r.json()["access_token"]
@@ -264,8 +259,8 @@ async def test_send_transaction_id_is_echoed_to_the_sending_device_only(
 
 
 async def test_send_as_non_member_is_forbidden(http: httpx.AsyncClient) -> None:
-    _, owner = await _user(http)
-    _, stranger = await _user(http)
+    _, owner = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room = await _public_room(http, owner)
     r = await _send_raw(http, stranger, room, {"msgtype": "m.text", "body": "let me in"})
     assert_error(r, 403, "M_FORBIDDEN")
@@ -273,10 +268,10 @@ async def test_send_as_non_member_is_forbidden(http: httpx.AsyncClient) -> None:
 
 
 async def test_send_after_leaving_is_forbidden(http: httpx.AsyncClient) -> None:
-    _, owner = await _user(http)
-    _, bob = await _user(http)
+    _, owner = await user_and_token(http)
+    _, bob = await user_and_token(http)
     room = await _public_room(http, owner)
-    await _join(http, bob, room)
+    await join_room(http, bob, room)
     await _send(http, bob, room, "bye")
     await _leave(http, bob, room)
     r = await _send_raw(http, bob, room, {"msgtype": "m.text", "body": "ghost"})
@@ -285,20 +280,20 @@ async def test_send_after_leaving_is_forbidden(http: httpx.AsyncClient) -> None:
 
 
 async def test_send_to_unknown_room_is_not_found(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     r = await _send_raw(http, token, "!doesnotexist:localhost", {"msgtype": "m.text",
                                                                   "body": "hi"})
     assert_error(r, 404, "M_NOT_FOUND")
 
 
 async def test_send_to_malformed_room_id_is_bad_request(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     r = await _send_raw(http, token, "abc", {"msgtype": "m.text", "body": "hi"})
     assert_error(r, 400, "M_INVALID_PARAM")
 
 
 async def test_send_requires_authentication(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     r = await http.put(_send_path(room, unique("txn")), json={"msgtype": "m.text",
                                                                "body": "anon"})
@@ -306,7 +301,7 @@ async def test_send_requires_authentication(http: httpx.AsyncClient) -> None:
 
 
 async def test_send_non_object_body_is_rejected(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     r = await _send_raw(http, token, room, ["not", "an", "object"])
     assert_error(r, 400, "M_BAD_JSON")
@@ -318,7 +313,7 @@ async def test_send_non_object_body_is_rejected(http: httpx.AsyncClient) -> None
 
 async def test_event_over_64k_is_too_large(http: httpx.AsyncClient) -> None:
     """Spec "Size limits": the whole event must be at most 65536 bytes."""
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     r = await _send_raw(http, token, room, {"msgtype": "m.text", "body": "x" * 65_536})
     assert_error(r, 413, "M_TOO_LARGE")
@@ -329,7 +324,7 @@ async def test_event_over_64k_is_too_large(http: httpx.AsyncClient) -> None:
 
 async def test_floats_and_huge_ints_rejected_in_v12_room(http: httpx.AsyncClient) -> None:
     """Room versions 6+ use strict canonical JSON: no floats, integers within +-(2**53-1)."""
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token, room_version="12")
     r = await _send_raw(http, token, room, {"msgtype": "m.text", "body": "pi", "value": 3.14})
     assert_error(r, 400, "M_BAD_JSON")
@@ -342,10 +337,10 @@ async def test_floats_and_huge_ints_rejected_in_v12_room(http: httpx.AsyncClient
 
 
 async def test_events_default_raised_forbids_pl0_member(http: httpx.AsyncClient) -> None:
-    _, owner = await _user(http)
-    _, bob = await _user(http)
+    _, owner = await user_and_token(http)
+    _, bob = await user_and_token(http)
     room = await _public_room(http, owner)
-    await _join(http, bob, room)
+    await join_room(http, bob, room)
     await _send(http, bob, room, "allowed at PL 0")
 
     levels = await _get_state(http, owner, room, "m.room.power_levels")
@@ -366,7 +361,7 @@ async def test_state_event_roundtrip_and_optional_trailing_slash(
         http: httpx.AsyncClient) -> None:
     """room_state.yaml / rooms.yaml: for an empty state key "the trailing slash on this
     endpoint is optional" (PUT and GET)."""
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     base = f"{CS}/rooms/{_q(room)}/state"
 
@@ -394,8 +389,8 @@ async def test_state_event_roundtrip_and_optional_trailing_slash(
 
 
 async def test_state_unknown_key_and_stranger(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, stranger = await _user(http)
+    _, token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room = await _create_room(http, token)
     r = await http.get(f"{CS}/rooms/{_q(room)}/state/m.room.topic/", headers=bearer(token))
     assert_error(r, 404, "M_NOT_FOUND")
@@ -423,10 +418,10 @@ async def test_concurrent_senders_persist_every_message_exactly_once(
     resent = 5
     clients = [httpx.AsyncClient(base_url=server.url, timeout=60.0) for _ in range(users)]
     try:
-        creds = [await _user(c) for c in clients]
+        creds = [await user_and_token(c) for c in clients]
         room = await _public_room(clients[0], creds[0][1])
         for client, (_, token) in zip(clients[1:], creds[1:], strict=True):
-            await _join(client, token, room)
+            await join_room(client, token, room)
 
         txns = {u: [f"{unique('ctxn')}-{i}" for i in range(per_user)] for u in range(users)}
         originals: dict[tuple[int, int], str] = {}
@@ -493,7 +488,7 @@ async def test_concurrent_senders_persist_every_message_exactly_once(
 
 async def test_get_event_found_unknown_other_room_and_malformed(
         http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     other_room = await _create_room(http, token)
     event_id = await _send(http, token, room, "here")
@@ -516,8 +511,8 @@ async def test_get_event_found_unknown_other_room_and_malformed(
 
 async def test_get_event_of_private_room_by_stranger_is_hidden(
         http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, stranger = await _user(http)
+    _, token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room = await _create_room(http, token)
     event_id = await _send(http, token, room, "secret")
     r = await _get_event_raw(http, stranger, room, event_id)
@@ -528,10 +523,10 @@ async def test_get_event_of_private_room_by_stranger_is_hidden(
 
 
 async def test_redact_own_message_at_pl0(http: httpx.AsyncClient) -> None:
-    _, owner = await _user(http)
-    bob, bob_token = await _user(http)
+    _, owner = await user_and_token(http)
+    bob, bob_token = await user_and_token(http)
     room = await _public_room(http, owner, room_version="12")
-    await _join(http, bob_token, room)
+    await join_room(http, bob_token, room)
     target = await _send(http, bob_token, room, "oops, wrong room",
                          content={"msgtype": "m.text", "body": "oops, wrong room",
                                   "format": "org.matrix.custom.html",
@@ -569,7 +564,7 @@ async def test_redact_own_message_at_pl0(http: httpx.AsyncClient) -> None:
 
 
 async def test_redact_without_reason(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     target = await _send(http, token, room, "no reason needed")
     r = await _redact(http, token, room, target)
@@ -581,10 +576,10 @@ async def test_redact_without_reason(http: httpx.AsyncClient) -> None:
 
 
 async def test_redact_others_message_needs_power(http: httpx.AsyncClient) -> None:
-    _, owner = await _user(http)
-    _, bob = await _user(http)
+    _, owner = await user_and_token(http)
+    _, bob = await user_and_token(http)
     room = await _public_room(http, owner)
-    await _join(http, bob, room)
+    await join_room(http, bob, room)
     owners_message = await _send(http, owner, room, "owner's words")
     bobs_message = await _send(http, bob, room, "bob's words")
 
@@ -605,12 +600,12 @@ async def test_redact_others_message_needs_power(http: httpx.AsyncClient) -> Non
 
 async def test_creator_in_v10_room_with_pl100_can_redact_others(
         http: httpx.AsyncClient) -> None:
-    owner_id, owner = await _user(http)
-    _, bob = await _user(http)
+    owner_id, owner = await user_and_token(http)
+    _, bob = await user_and_token(http)
     room = await _public_room(http, owner, room_version="10")
     levels = await _get_state(http, owner, room, "m.room.power_levels")
     assert levels["users"][owner_id] == 100
-    await _join(http, bob, room)
+    await join_room(http, bob, room)
     target = await _send(http, bob, room, "spam")
     r = await _redact(http, bob, room, await _send(http, owner, room, "mine"))
     assert_error(r, 403, "M_FORBIDDEN")
@@ -625,7 +620,7 @@ async def test_creator_in_v10_room_with_pl100_can_redact_others(
 
 
 async def test_redact_unknown_or_foreign_event_is_not_found(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     other = await _create_room(http, token)
     foreign = await _send(http, token, other, "elsewhere")
@@ -639,10 +634,10 @@ async def test_redact_unknown_or_foreign_event_is_not_found(http: httpx.AsyncCli
 async def test_redact_member_event_keeps_membership(http: httpx.AsyncClient) -> None:
     """Redaction algorithm (v11): m.room.member keeps `membership` (and the auth-related
     keys); displayname and avatar_url are removed."""
-    _, owner = await _user(http)
-    bob, bob_token = await _user(http)
+    _, owner = await user_and_token(http)
+    bob, bob_token = await user_and_token(http)
     room = await _public_room(http, owner, room_version="11")
-    await _join(http, bob_token, room)
+    await join_room(http, bob_token, room)
     state = await _get_state(http, owner, room, "m.room.member", bob)
     assert state["membership"] == "join"
     # Give the member event a displayname to be stripped.
@@ -663,7 +658,7 @@ async def test_redact_member_event_keeps_membership(http: httpx.AsyncClient) -> 
 
 
 async def test_redaction_via_send_with_content_redacts(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token, room_version="11")
     target = await _send(http, token, room, "via send")
     redaction_id = await _send(http, token, room, event_type="m.room.redaction",
@@ -676,10 +671,10 @@ async def test_redaction_via_send_with_content_redacts(http: httpx.AsyncClient) 
 
 
 async def test_redaction_via_send_of_others_event_needs_power(http: httpx.AsyncClient) -> None:
-    _, owner = await _user(http)
-    _, bob = await _user(http)
+    _, owner = await user_and_token(http)
+    _, bob = await user_and_token(http)
     room = await _public_room(http, owner)
-    await _join(http, bob, room)
+    await join_room(http, bob, room)
     target = await _send(http, owner, room, "owner")
     r = await _send_raw(http, bob, room, {"redacts": target}, event_type="m.room.redaction")
     assert_error(r, 403, "M_FORBIDDEN")
@@ -687,8 +682,8 @@ async def test_redaction_via_send_of_others_event_needs_power(http: httpx.AsyncC
 
 
 async def test_redaction_by_non_member_is_forbidden(http: httpx.AsyncClient) -> None:
-    _, owner = await _user(http)
-    _, stranger = await _user(http)
+    _, owner = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room = await _public_room(http, owner)
     target = await _send(http, owner, room, "not yours")
     r = await _redact(http, stranger, room, target, reason="drive-by")
@@ -697,7 +692,7 @@ async def test_redaction_by_non_member_is_forbidden(http: httpx.AsyncClient) -> 
 
 
 async def test_redaction_is_idempotent_per_txn_id(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     target = await _send(http, token, room, "redact me once")
     txn = unique("rtxn")
@@ -717,7 +712,7 @@ async def test_redaction_is_idempotent_per_txn_id(http: httpx.AsyncClient) -> No
 
 
 async def test_timestamp_to_event_finds_nearest(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     events = []
     for n in range(3):
@@ -749,7 +744,7 @@ async def test_timestamp_to_event_finds_nearest(http: httpx.AsyncClient) -> None
 
 
 async def test_timestamp_to_event_bad_params(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     path = TS_TO_EVENT.format(room=_q(room))
     r = await http.get(path, params={"ts": "abc", "dir": "f"}, headers=bearer(token))
@@ -765,8 +760,8 @@ async def test_timestamp_to_event_bad_params(http: httpx.AsyncClient) -> None:
 
 
 async def test_timestamp_to_event_stranger_forbidden(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, stranger = await _user(http)
+    _, token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room = await _create_room(http, token)
     path = TS_TO_EVENT.format(room=_q(room))
     r = await http.get(path, params={"ts": 1, "dir": "f"}, headers=bearer(stranger))
@@ -785,7 +780,7 @@ async def test_rooms_messages_and_txn_ids_survive_restart(
     srv = server_factory("--open-registration", "--no-rate-limits", data_dir=data_dir)
     txn = unique("dtxn")
     async with httpx.AsyncClient(base_url=srv.url, timeout=30.0) as http:
-        alice, token = await _user(http)
+        alice, token = await user_and_token(http)
         room = await _create_room(http, token, name="Durable room", topic="survives")
         sent = [await _send(http, token, room, f"before restart {n}") for n in range(3)]
         last = await _send(http, token, room, "with txn", txn=txn)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.helpers import assert_error, bearer, register
+from tests.e2e.helpers import assert_error, bearer, join_room, register, user_and_token
 from tests.e2e.test_room_events import (
     CS,
     _all_messages,
@@ -22,7 +22,6 @@ from tests.e2e.test_room_events import (
     _get_state,
     _ids,
     _invite,
-    _join,
     _leave,
     _messages,
     _messages_raw,
@@ -30,7 +29,6 @@ from tests.e2e.test_room_events import (
     _put_state,
     _q,
     _send,
-    _user,
 )
 
 
@@ -41,7 +39,7 @@ def _filter(**fields: Any) -> str:
 async def _room_with_messages(http: httpx.AsyncClient, count: int
                               ) -> tuple[str, str, list[str]]:
     """A room with `count` messages m0..m{count-1}; return (token, room_id, event_ids)."""
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room = await _create_room(http, token)
     ids = [await _send(http, token, room, f"m{n}") for n in range(count)]
     return token, room, ids
@@ -172,8 +170,8 @@ async def test_messages_bad_parameters(http: httpx.AsyncClient) -> None:
 
 async def test_messages_non_member_of_private_room_is_forbidden(
         http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, stranger = await _user(http)
+    _, token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room = await _create_room(http, token)
     await _send(http, token, room, "private")
     r = await _messages_raw(http, stranger, room, dir="b")
@@ -183,10 +181,10 @@ async def test_messages_non_member_of_private_room_is_forbidden(
 
 
 async def test_messages_filters(http: httpx.AsyncClient) -> None:
-    alice, alice_token = await _user(http)
-    bob, bob_token = await _user(http)
+    alice, alice_token = await user_and_token(http)
+    bob, bob_token = await user_and_token(http)
     room = await _public_room(http, alice_token)
-    await _join(http, bob_token, room)
+    await join_room(http, bob_token, room)
     a1 = await _send(http, alice_token, room, "alice text")
     image = await _send(http, bob_token, room, content={
         "msgtype": "m.image", "body": "cat.png", "url": "mxc://localhost/cat"})
@@ -229,12 +227,12 @@ async def test_messages_filters(http: httpx.AsyncClient) -> None:
 
 async def test_messages_lazy_load_members_returns_senders_member_events(
         http: httpx.AsyncClient) -> None:
-    _, alice_token = await _user(http)
-    bob, bob_token = await _user(http)
-    carol, carol_token = await _user(http)
+    _, alice_token = await user_and_token(http)
+    bob, bob_token = await user_and_token(http)
+    carol, carol_token = await user_and_token(http)
     room = await _public_room(http, alice_token)
-    await _join(http, bob_token, room)
-    await _join(http, carol_token, room)
+    await join_room(http, bob_token, room)
+    await join_room(http, carol_token, room)
     await _send(http, alice_token, room, "alice early")
     b1 = await _send(http, bob_token, room, "bob 1")
     c1 = await _send(http, carol_token, room, "carol 1")
@@ -266,11 +264,11 @@ def _visibility_state(value: str) -> list[dict[str, Any]]:
 
 
 async def test_joined_visibility_hides_history_before_join(http: httpx.AsyncClient) -> None:
-    _, alice = await _user(http)
-    bob, bob_token = await _user(http)
+    _, alice = await user_and_token(http)
+    bob, bob_token = await user_and_token(http)
     room = await _public_room(http, alice, initial_state=_visibility_state("joined"))
     before = [await _send(http, alice, room, f"before {n}") for n in range(3)]
-    await _join(http, bob_token, room)
+    await join_room(http, bob_token, room)
     after = await _send(http, alice, room, "after join")
 
     seen = await _all_messages(http, bob_token, room, "f")
@@ -296,13 +294,13 @@ async def test_joined_visibility_hides_history_before_join(http: httpx.AsyncClie
 
 async def test_shared_visibility_shows_history_to_later_joiners(
         http: httpx.AsyncClient) -> None:
-    _, alice = await _user(http)
-    _, bob_token = await _user(http)
+    _, alice = await user_and_token(http)
+    _, bob_token = await user_and_token(http)
     room = await _public_room(http, alice)
     assert await _get_state(http, alice, room, "m.room.history_visibility") == {
         "history_visibility": "shared"}
     before = [await _send(http, alice, room, f"early {n}") for n in range(3)]
-    await _join(http, bob_token, room)
+    await join_room(http, bob_token, room)
     after = await _send(http, alice, room, "late")
     assert _ids(await _all_messages(http, bob_token, room)) == [*before, after]
     for event_id in before:
@@ -311,13 +309,13 @@ async def test_shared_visibility_shows_history_to_later_joiners(
 
 async def test_invited_visibility_shows_events_from_the_invite(
         http: httpx.AsyncClient) -> None:
-    _, alice = await _user(http)
-    bob, bob_token = await _user(http)
+    _, alice = await user_and_token(http)
+    bob, bob_token = await user_and_token(http)
     room = await _create_room(http, alice, initial_state=_visibility_state("invited"))
     pre_invite = await _send(http, alice, room, "before the invite")
     await _invite(http, alice, room, bob)
     post_invite = await _send(http, alice, room, "after the invite")
-    await _join(http, bob_token, room)
+    await join_room(http, bob_token, room)
     post_join = await _send(http, alice, room, "after the join")
 
     assert _ids(await _all_messages(http, bob_token, room)) == [post_invite, post_join]
@@ -328,8 +326,8 @@ async def test_invited_visibility_shows_events_from_the_invite(
 
 
 async def test_world_readable_room_readable_by_non_member(http: httpx.AsyncClient) -> None:
-    _, alice = await _user(http)
-    _, stranger = await _user(http)
+    _, alice = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room = await _create_room(http, alice, initial_state=_visibility_state("world_readable"))
     ids = [await _send(http, alice, room, f"public {n}") for n in range(3)]
 
@@ -347,25 +345,25 @@ async def test_world_readable_room_readable_by_non_member(http: httpx.AsyncClien
 async def test_visibility_change_is_not_retroactive(http: httpx.AsyncClient) -> None:
     """The warning in modules/history_visibility.md: the setting applies when an event is
     sent; changing it later does not hide or reveal earlier events."""
-    _, alice = await _user(http)
-    _, bob_token = await _user(http)
+    _, alice = await user_and_token(http)
+    _, bob_token = await user_and_token(http)
     room = await _public_room(http, alice)
     shared_era = await _send(http, alice, room, "shared era")
     r = await _put_state(http, alice, room, "m.room.history_visibility",
                          {"history_visibility": "joined"})
     assert r.status_code == 200, r.text
     joined_era = await _send(http, alice, room, "joined era")
-    await _join(http, bob_token, room)
+    await join_room(http, bob_token, room)
     after = await _send(http, alice, room, "after bob")
     assert _ids(await _all_messages(http, bob_token, room)) == [shared_era, after]
     assert_error(await _get_event_raw(http, bob_token, room, joined_era), 404, "M_NOT_FOUND")
 
 
 async def test_left_user_sees_history_up_to_leave_only(http: httpx.AsyncClient) -> None:
-    _, alice = await _user(http)
-    bob, bob_token = await _user(http)
+    _, alice = await user_and_token(http)
+    bob, bob_token = await user_and_token(http)
     room = await _public_room(http, alice)
-    await _join(http, bob_token, room)
+    await join_room(http, bob_token, room)
     while_joined = await _send(http, alice, room, "while bob is here")
     await _leave(http, bob_token, room)
     after_leave = [await _send(http, alice, room, f"after bob left {n}") for n in range(2)]
@@ -390,10 +388,10 @@ async def test_left_user_sees_history_up_to_leave_only(http: httpx.AsyncClient) 
 async def test_left_user_reads_state_as_of_their_leave(http: httpx.AsyncClient) -> None:
     """rooms.yaml getRoomStateWithKey/getRoomState: "If the user has left the room then the
     state is taken from the state of the room when they left" - which includes the leave."""
-    _, alice = await _user(http)
-    bob, bob_token = await _user(http)
+    _, alice = await user_and_token(http)
+    bob, bob_token = await user_and_token(http)
     room = await _public_room(http, alice)
-    await _join(http, bob_token, room)
+    await join_room(http, bob_token, room)
     await _leave(http, bob_token, room)
     r = await _put_state(http, alice, room, "m.room.topic", {"topic": "after bob left"})
     assert r.status_code == 200, r.text
@@ -410,15 +408,15 @@ async def test_left_user_reads_state_as_of_their_leave(http: httpx.AsyncClient) 
 
 
 async def test_rejoining_user_sees_absence_only_when_shared(http: httpx.AsyncClient) -> None:
-    _, alice = await _user(http)
-    _, bob_token = await _user(http)
+    _, alice = await user_and_token(http)
+    _, bob_token = await user_and_token(http)
     for visibility, gap_visible in (("joined", False), ("shared", True)):
         room = await _public_room(http, alice, initial_state=_visibility_state(visibility))
-        await _join(http, bob_token, room)
+        await join_room(http, bob_token, room)
         first = await _send(http, alice, room, "first")
         await _leave(http, bob_token, room)
         gap = await _send(http, alice, room, "while away")
-        await _join(http, bob_token, room)
+        await join_room(http, bob_token, room)
         back = await _send(http, alice, room, "welcome back")
         expected = [first, gap, back] if gap_visible else [first, back]
         assert _ids(await _all_messages(http, bob_token, room)) == expected, visibility
@@ -515,7 +513,7 @@ async def test_context_limit_zero_and_filter(http: httpx.AsyncClient) -> None:
 
 async def test_context_unknown_and_forbidden(http: httpx.AsyncClient) -> None:
     token, room, ids = await _room_with_messages(http, 1)
-    _, stranger = await _user(http)
+    _, stranger = await user_and_token(http)
     other_token, other_room, other_ids = await _room_with_messages(http, 1)
     del other_token, other_room
     r = await http.get(f"{CS}/rooms/{_q(room)}/context/{_q('$nope')}", headers=bearer(token))

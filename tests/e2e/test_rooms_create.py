@@ -18,19 +18,15 @@ from tests.e2e.helpers import (
     bearer,
     create_room,
     get_state,
+    join_room,
     put_state,
-    register,
     room_path,
     send_text,
     unique,
+    user_and_token,
 )
 
 V12_ROOM_ID = re.compile(r"^![A-Za-z0-9_-]{43}$")
-
-
-async def _user(http: httpx.AsyncClient) -> tuple[str, str]:
-    reg = await register(http)
-    return reg["user_id"], reg["access_token"]
 
 
 async def _state_content(http: httpx.AsyncClient, token: str, room_id: str, event_type: str,
@@ -41,12 +37,6 @@ async def _state_content(http: httpx.AsyncClient, token: str, room_id: str, even
     return content
 
 
-async def _join(http: httpx.AsyncClient, token: str, room_id: str) -> None:
-    r = await http.post(room_path(room_id, "join"), json={}, headers=bearer(token))
-    assert r.status_code == 200, r.text
-    assert r.json() == {"room_id": room_id}
-
-
 def _alias_path(alias: str) -> str:
     return f"{CLIENT}/directory/room/{quote(alias, safe='')}"
 
@@ -55,7 +45,7 @@ def _alias_path(alias: str) -> str:
 
 
 async def test_default_room_version_is_12_with_hash_room_id(http: httpx.AsyncClient) -> None:
-    user, token = await _user(http)
+    user, token = await user_and_token(http)
     room_id = await create_room(http, token)
     # v12 room IDs are "!" + the create event's reference hash (unpadded URL-safe base64).
     assert V12_ROOM_ID.match(room_id), room_id
@@ -77,7 +67,7 @@ async def test_default_room_version_is_12_with_hash_room_id(http: httpx.AsyncCli
 
 @pytest.mark.parametrize("version", ["10", "11"])
 async def test_room_versions_10_and_11(http: httpx.AsyncClient, version: str) -> None:
-    user, token = await _user(http)
+    user, token = await user_and_token(http)
     room_id = await create_room(http, token, room_version=version)
     assert room_id.startswith("!")
     assert room_id.endswith(":localhost"), room_id
@@ -94,14 +84,14 @@ async def test_room_versions_10_and_11(http: httpx.AsyncClient, version: str) ->
 
 @pytest.mark.parametrize("version", ["9", "1", "foo", "13"])
 async def test_unsupported_room_version(http: httpx.AsyncClient, version: str) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     r = await http.post(f"{CLIENT}/createRoom", json={"room_version": version},
                         headers=bearer(token))
     assert_error(r, 400, "M_UNSUPPORTED_ROOM_VERSION")
 
 
 async def test_capabilities_room_versions(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     r = await http.get(f"{CLIENT}/capabilities", headers=bearer(token))
     assert r.status_code == 200, r.text
     versions = r.json()["capabilities"]["m.room_versions"]
@@ -113,7 +103,7 @@ async def test_capabilities_room_versions(http: httpx.AsyncClient) -> None:
 
 async def test_creation_content_is_kept_and_room_version_overwritten(
         http: httpx.AsyncClient) -> None:
-    user, token = await _user(http)
+    user, token = await user_and_token(http)
     room_id = await create_room(
         http, token, room_version="10",
         creation_content={"m.federate": False, "room_version": "1", "creator": "@x:example.org"})
@@ -144,7 +134,7 @@ async def _preset_state(http: httpx.AsyncClient, token: str, room_id: str
 ])
 async def test_presets(http: httpx.AsyncClient, body: dict[str, Any],
                        expected: tuple[str, str, str], published: str) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_id = await create_room(http, token, **body)
     assert await _preset_state(http, token, room_id) == expected
     r = await http.get(f"{CLIENT}/directory/list/room/{room_id}")
@@ -153,7 +143,7 @@ async def test_presets(http: httpx.AsyncClient, body: dict[str, Any],
 
 
 async def test_initial_state_then_name_and_topic(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_id = await create_room(
         http, token, preset="private_chat", name="Final name", topic="Final topic",
         initial_state=[
@@ -185,7 +175,7 @@ async def test_initial_state_then_name_and_topic(http: httpx.AsyncClient) -> Non
 
 
 async def test_room_alias_name(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     local = unique("alias")
     room_id = await create_room(http, token, room_alias_name=local)
     alias = f"#{local}:localhost"
@@ -199,14 +189,14 @@ async def test_room_alias_name(http: httpx.AsyncClient) -> None:
     assert r.status_code == 200, r.text
     assert r.json() == {"aliases": [alias]}
 
-    _, other = await _user(http)
+    _, other = await user_and_token(http)
     r = await http.post(f"{CLIENT}/createRoom", json={"room_alias_name": local},
                         headers=bearer(other))
     assert_error(r, 400, "M_ROOM_IN_USE")
 
 
 async def test_power_levels_v12_creator_not_listed(http: httpx.AsyncClient) -> None:
-    user, token = await _user(http)
+    user, token = await user_and_token(http)
     room_id = await create_room(http, token)
     power = await _state_content(http, token, room_id, "m.room.power_levels")
     assert user not in power.get("users", {})
@@ -222,8 +212,8 @@ async def test_power_levels_v12_creator_not_listed(http: httpx.AsyncClient) -> N
 
 
 async def test_power_level_content_override(http: httpx.AsyncClient) -> None:
-    user, token = await _user(http)
-    other, _ = await _user(http)
+    user, token = await user_and_token(http)
+    other, _ = await user_and_token(http)
     room_id = await create_room(
         http, token, room_version="11",
         power_level_content_override={"invite": 50, "events_default": 10,
@@ -236,8 +226,8 @@ async def test_power_level_content_override(http: httpx.AsyncClient) -> None:
 
 
 async def test_trusted_private_chat_v12_additional_creators(http: httpx.AsyncClient) -> None:
-    user, token = await _user(http)
-    invitee, invitee_token = await _user(http)
+    user, token = await user_and_token(http)
+    invitee, invitee_token = await user_and_token(http)
     room_id = await create_room(http, token, preset="trusted_private_chat", invite=[invitee])
     create = await _state_content(http, token, room_id, "m.room.create")
     assert create["additional_creators"] == [invitee]
@@ -246,7 +236,7 @@ async def test_trusted_private_chat_v12_additional_creators(http: httpx.AsyncCli
     assert user not in power.get("users", {})
     member = await _state_content(http, token, room_id, "m.room.member", invitee)
     assert member["membership"] == "invite"
-    await _join(http, invitee_token, room_id)
+    await join_room(http, invitee_token, room_id)
     # As an additional creator the invitee may do what needs level 100.
     r = await put_state(http, invitee_token, room_id, "m.room.history_visibility",
                         {"history_visibility": "joined"})
@@ -255,8 +245,8 @@ async def test_trusted_private_chat_v12_additional_creators(http: httpx.AsyncCli
 
 async def test_trusted_private_chat_v11_gives_invitees_creator_level(
         http: httpx.AsyncClient) -> None:
-    user, token = await _user(http)
-    invitee, _ = await _user(http)
+    user, token = await user_and_token(http)
+    invitee, _ = await user_and_token(http)
     room_id = await create_room(http, token, preset="trusted_private_chat", invite=[invitee],
                                 room_version="11")
     power = await _state_content(http, token, room_id, "m.room.power_levels")
@@ -267,9 +257,9 @@ async def test_trusted_private_chat_v11_gives_invitees_creator_level(
 
 @pytest.mark.parametrize("is_direct", [True, False])
 async def test_invite_list(http: httpx.AsyncClient, is_direct: bool) -> None:
-    user, token = await _user(http)
-    b, b_token = await _user(http)
-    c, _ = await _user(http)
+    user, token = await user_and_token(http)
+    b, b_token = await user_and_token(http)
+    c, _ = await user_and_token(http)
     room_id = await create_room(http, token, invite=[b, c], is_direct=is_direct)
     for invitee in (b, c):
         r = await http.get(room_path(room_id, "state", "m.room.member", invitee),
@@ -282,7 +272,7 @@ async def test_invite_list(http: httpx.AsyncClient, is_direct: bool) -> None:
             assert event["content"]["is_direct"] is True
         else:
             assert "is_direct" not in event["content"]
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     r = await http.get(room_path(room_id, "joined_members"), headers=bearer(token))
     assert r.status_code == 200, r.text
     assert set(r.json()["joined"]) == {user, b}
@@ -303,7 +293,7 @@ async def test_invite_list(http: httpx.AsyncClient, is_direct: bool) -> None:
     {"power_level_content_override": 1},
 ])
 async def test_malformed_create_bodies(http: httpx.AsyncClient, body: dict[str, Any]) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     r = await http.post(f"{CLIENT}/createRoom", json=body, headers=bearer(token))
     assert_error(r, 400, "M_BAD_JSON")
 
@@ -322,7 +312,7 @@ async def test_invalid_initial_state_is_400(http: httpx.AsyncClient, version: st
     """create_room.yaml 400: "The initial state implied by the parameters to the request is
     invalid: for example, the user's `power_level` is set below that necessary to set the room
     name (`errcode` set to `M_INVALID_ROOM_STATE`)"."""
-    user, token = await _user(http)
+    user, token = await user_and_token(http)
     if "users" in override:
         override = {"users": {user: next(iter(override["users"].values()))}}
     r = await http.post(f"{CLIENT}/createRoom", headers=bearer(token), json={
@@ -336,7 +326,7 @@ async def test_invalid_initial_state_is_400(http: httpx.AsyncClient, version: st
 
 
 async def test_create_room_not_json_and_unauthenticated(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     r = await http.post(f"{CLIENT}/createRoom", content=b"{nope",
                         headers={**bearer(token), "Content-Type": "application/json"})
     assert_error(r, 400, "M_NOT_JSON")
@@ -352,7 +342,7 @@ async def test_create_room_not_json_and_unauthenticated(http: httpx.AsyncClient)
 async def test_state_empty_key_with_and_without_trailing_slash(http: httpx.AsyncClient) -> None:
     """room_state.yaml / rooms.yaml: "If the state key is an empty string, the trailing slash
     on this endpoint is optional" (for both PUT and GET)."""
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_id = await create_room(http, token)
     base = room_path(room_id, "state", "m.room.topic")
     r = await http.put(base + "/", json={"topic": "slash"}, headers=bearer(token))
@@ -375,7 +365,7 @@ async def test_state_empty_key_with_and_without_trailing_slash(http: httpx.Async
 
 
 async def test_state_with_keys(http: httpx.AsyncClient) -> None:
-    user, token = await _user(http)
+    user, token = await user_and_token(http)
     room_id = await create_room(http, token)
     for key in ("plain", user, "with space", "a/b"):
         r = await put_state(http, token, room_id, "org.example.keyed", {"key": key}, key)
@@ -392,7 +382,7 @@ async def test_state_with_keys(http: httpx.AsyncClient) -> None:
 
 
 async def test_state_format_event(http: httpx.AsyncClient) -> None:
-    user, token = await _user(http)
+    user, token = await user_and_token(http)
     room_id = await create_room(http, token)
     r = await put_state(http, token, room_id, "m.room.name", {"name": "Formats"})
     assert r.status_code == 200, r.text
@@ -415,7 +405,7 @@ async def test_state_format_event(http: httpx.AsyncClient) -> None:
 
 
 async def test_identical_state_returns_same_event_id(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_id = await create_room(http, token)
     content = {"name": "Same"}
     r1 = await put_state(http, token, room_id, "m.room.name", content)
@@ -428,7 +418,7 @@ async def test_identical_state_returns_same_event_id(http: httpx.AsyncClient) ->
 
 
 async def test_unknown_state_is_404(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_id = await create_room(http, token)
     r = await get_state(http, token, room_id, "m.room.name")
     assert_error(r, 404, "M_NOT_FOUND")
@@ -437,8 +427,8 @@ async def test_unknown_state_is_404(http: httpx.AsyncClient) -> None:
 
 
 async def test_state_needs_membership(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, stranger = await _user(http)
+    _, token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room_id = await create_room(http, token, preset="public_chat")
     r = await http.get(room_path(room_id, "state"), headers=bearer(stranger))
     assert_error(r, 403, "M_FORBIDDEN")
@@ -451,12 +441,12 @@ async def test_state_needs_membership(http: httpx.AsyncClient) -> None:
 
 
 async def test_state_power_levels(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    b, b_token = await _user(http)
-    c, c_token = await _user(http)
+    _, token = await user_and_token(http)
+    b, b_token = await user_and_token(http)
+    c, c_token = await user_and_token(http)
     room_id = await create_room(http, token, preset="public_chat")
-    await _join(http, b_token, room_id)
-    await _join(http, c_token, room_id)
+    await join_room(http, b_token, room_id)
+    await join_room(http, c_token, room_id)
 
     # PL 0 may send messages (events_default 0) but not m.room.name (50).
     await send_text(http, b_token, room_id, "hello")
@@ -509,7 +499,7 @@ async def test_state_power_levels(http: httpx.AsyncClient) -> None:
 ])
 async def test_power_levels_must_be_integers(http: httpx.AsyncClient,
                                              change: dict[str, Any]) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_id = await create_room(http, token)
     power = await _state_content(http, token, room_id, "m.room.power_levels")
     r = await put_state(http, token, room_id, "m.room.power_levels", {**power, **change})
@@ -517,7 +507,7 @@ async def test_power_levels_must_be_integers(http: httpx.AsyncClient,
 
 
 async def test_canonical_alias_must_point_to_room(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     local = unique("canon")
     other_room = await create_room(http, token, room_alias_name=local)
     room_id = await create_room(http, token)
@@ -543,7 +533,7 @@ async def test_canonical_alias_must_point_to_room(http: httpx.AsyncClient) -> No
 
 
 async def test_alias_put_get_delete(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_id = await create_room(http, token)
     alias = f"#{unique('dir')}:localhost"
     r = await http.put(_alias_path(alias), json={"room_id": room_id}, headers=bearer(token))
@@ -571,7 +561,7 @@ async def test_alias_put_get_delete(http: httpx.AsyncClient) -> None:
 
 
 async def test_alias_errors(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_id = await create_room(http, token)
     r = await http.put(_alias_path("#nocolon"), json={"room_id": room_id},
                        headers=bearer(token))
@@ -586,10 +576,10 @@ async def test_alias_errors(http: httpx.AsyncClient) -> None:
 
 
 async def test_alias_delete_permissions(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, b_token = await _user(http)
+    _, token = await user_and_token(http)
+    _, b_token = await user_and_token(http)
     room_id = await create_room(http, token, preset="public_chat")
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     admins = f"#{unique('admins')}:localhost"
     members = f"#{unique('members')}:localhost"
     for alias, tok in ((admins, token), (members, b_token)):
@@ -611,8 +601,8 @@ async def test_alias_delete_permissions(http: httpx.AsyncClient) -> None:
 
 
 async def test_room_aliases_needs_membership(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, stranger = await _user(http)
+    _, token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room_id = await create_room(http, token, room_alias_name=unique("hidden"))
     r = await http.get(room_path(room_id, "aliases"), headers=bearer(stranger))
     assert_error(r, 403, "M_FORBIDDEN")
@@ -622,11 +612,11 @@ async def test_room_aliases_needs_membership(http: httpx.AsyncClient) -> None:
 
 
 async def test_directory_visibility(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, b_token = await _user(http)
-    _, stranger = await _user(http)
+    _, token = await user_and_token(http)
+    _, b_token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room_id = await create_room(http, token, preset="public_chat")
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     path = f"{CLIENT}/directory/list/room/{room_id}"
     r = await http.get(path)
     assert r.status_code == 200, r.text
@@ -655,8 +645,8 @@ async def test_directory_visibility(http: httpx.AsyncClient) -> None:
 
 
 async def test_public_rooms(http: httpx.AsyncClient) -> None:
-    user, token = await _user(http)
-    _, b_token = await _user(http)
+    user, token = await user_and_token(http)
+    _, b_token = await user_and_token(http)
     term = unique("needle")
     rooms = []
     for i in range(3):
@@ -665,7 +655,7 @@ async def test_public_rooms(http: httpx.AsyncClient) -> None:
             room_alias_name=f"{term}_{i}"))
     # Not in the directory: a public room that was not published.
     await create_room(http, token, preset="public_chat", name=f"Hidden {term}")
-    await _join(http, b_token, rooms[1])
+    await join_room(http, b_token, rooms[1])
 
     r = await http.post(f"{CLIENT}/publicRooms",
                         json={"filter": {"generic_search_term": term.upper()}},
@@ -733,7 +723,7 @@ async def test_public_rooms(http: httpx.AsyncClient) -> None:
 async def test_public_rooms_errors(http: httpx.AsyncClient) -> None:
     r = await http.post(f"{CLIENT}/publicRooms", json={})
     assert_error(r, 401, "M_MISSING_TOKEN")
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     r = await http.post(f"{CLIENT}/publicRooms", json={"limit": "2"}, headers=bearer(token))
     assert_error(r, 400, "M_BAD_JSON")
     r = await http.get(f"{CLIENT}/publicRooms", params={"limit": "x"})
@@ -744,8 +734,8 @@ async def test_public_rooms_errors(http: httpx.AsyncClient) -> None:
 
 
 async def test_room_summary_public_room(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, stranger = await _user(http)
+    _, token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     local = unique("summary")
     room_id = await create_room(http, token, preset="public_chat", name="Summary room",
                                 topic="About summaries", room_alias_name=local)
@@ -775,9 +765,9 @@ async def test_room_summary_public_room(http: httpx.AsyncClient) -> None:
 
 
 async def test_room_summary_private_room(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    _, stranger = await _user(http)
-    invitee, invitee_token = await _user(http)
+    _, token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
+    invitee, invitee_token = await user_and_token(http)
     room_id = await create_room(http, token, name="Secret")
     r = await http.get(f"/_matrix/client/v1/room_summary/{room_id}", headers=bearer(token))
     assert r.status_code == 200, r.text
@@ -801,7 +791,7 @@ async def test_room_summary_private_room(http: httpx.AsyncClient) -> None:
 
 
 async def test_room_summary_knock_room_without_auth(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
+    _, token = await user_and_token(http)
     room_id = await create_room(http, token, name="Knock here")
     r = await put_state(http, token, room_id, "m.room.join_rules", {"join_rule": "knock"})
     assert r.status_code == 200, r.text
@@ -823,14 +813,14 @@ async def test_room_summary_unknown(http: httpx.AsyncClient) -> None:
 
 
 async def test_report_event(http: httpx.AsyncClient) -> None:
-    _, token = await _user(http)
-    b, b_token = await _user(http)
-    _, stranger = await _user(http)
+    _, token = await user_and_token(http)
+    b, b_token = await user_and_token(http)
+    _, stranger = await user_and_token(http)
     room_id = await create_room(http, token)
     r = await http.post(room_path(room_id, "invite"), json={"user_id": b},
                         headers=bearer(token))
     assert r.status_code == 200, r.text
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     event_id = await send_text(http, token, room_id, "offensive")
     r = await http.post(room_path(room_id, "report", event_id), json={"reason": "rude"},
                         headers=bearer(b_token))

@@ -16,22 +16,22 @@ from tests.e2e.helpers import (
     bearer,
     create_room,
     get_state,
+    join_room,
     put_state,
-    register,
     room_path,
     send_text,
     unique,
+    user_and_token,
 )
 
 
 async def _user(http: httpx.AsyncClient, displayname: str | None = None) -> tuple[str, str]:
-    reg = await register(http)
+    user_id, token = await user_and_token(http)
     if displayname is not None:
-        r = await http.put(f"{CLIENT}/profile/{quote(reg['user_id'], safe='@:')}/displayname",
-                           json={"displayname": displayname},
-                           headers=bearer(reg["access_token"]))
+        r = await http.put(f"{CLIENT}/profile/{quote(user_id, safe='@:')}/displayname",
+                           json={"displayname": displayname}, headers=bearer(token))
         assert r.status_code == 200, r.text
-    return reg["user_id"], reg["access_token"]
+    return user_id, token
 
 
 async def _member(http: httpx.AsyncClient, token: str, room_id: str, user: str
@@ -52,12 +52,6 @@ async def _membership(http: httpx.AsyncClient, token: str, room_id: str, user: s
 async def _post(http: httpx.AsyncClient, token: str, path: str,
                 body: dict[str, Any] | None = None) -> httpx.Response:
     return await http.post(path, json={} if body is None else body, headers=bearer(token))
-
-
-async def _join(http: httpx.AsyncClient, token: str, room_id: str, **body: Any) -> None:
-    r = await _post(http, token, room_path(room_id, "join"), body)
-    assert r.status_code == 200, r.text
-    assert r.json() == {"room_id": room_id}
 
 
 async def _invite(http: httpx.AsyncClient, token: str, room_id: str, user: str,
@@ -96,7 +90,7 @@ async def test_invite_then_join(http: httpx.AsyncClient) -> None:
     assert event["content"]["reason"] == "come along"
     assert room_id not in await _joined_rooms(http, b_token)
 
-    await _join(http, b_token, room_id, reason="thanks")
+    await join_room(http, b_token, room_id, reason="thanks")
     event = await _member(http, b_token, room_id, b)
     assert event["sender"] == b
     assert event["content"]["membership"] == "join"
@@ -124,7 +118,7 @@ async def test_join_public_room_by_id_and_alias(http: httpx.AsyncClient) -> None
     for user in (b, c):
         assert await _membership(http, a_token, room_id, user) == "join"
     # Joining again is allowed (idempotent for clients).
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     assert room_id in await _joined_rooms(http, b_token)
 
 
@@ -160,7 +154,7 @@ async def test_leave_and_rejoin_public_room(http: httpx.AsyncClient) -> None:
     a, a_token = await _user(http)
     b, b_token = await _user(http)
     room_id = await create_room(http, a_token, preset="public_chat")
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     assert room_id in await _joined_rooms(http, b_token)
     r = await _post(http, b_token, room_path(room_id, "leave"), {"reason": "bye"})
     assert r.status_code == 200, r.text
@@ -174,7 +168,7 @@ async def test_leave_and_rejoin_public_room(http: httpx.AsyncClient) -> None:
     assert r.status_code == 200, r.text
     assert set(r.json()["joined"]) == {a}
 
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     assert await _membership(http, a_token, room_id, b) == "join"
     assert room_id in await _joined_rooms(http, b_token)
 
@@ -197,7 +191,7 @@ async def test_forget(http: httpx.AsyncClient) -> None:
     _, a_token = await _user(http)
     _, b_token = await _user(http)
     room_id = await create_room(http, a_token, preset="public_chat")
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     r = await _post(http, b_token, room_path(room_id, "forget"))
     assert_error(r, 400, "M_UNKNOWN")
     r = await _post(http, b_token, room_path(room_id, "leave"))
@@ -207,7 +201,7 @@ async def test_forget(http: httpx.AsyncClient) -> None:
     assert r.json() == {}
     assert room_id not in await _joined_rooms(http, b_token)
     # A forgotten room can be joined again.
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     assert room_id in await _joined_rooms(http, b_token)
 
 
@@ -231,8 +225,8 @@ async def test_kick(http: httpx.AsyncClient) -> None:
     b, b_token = await _user(http)
     c, c_token = await _user(http)
     room_id = await create_room(http, a_token, preset="public_chat")
-    await _join(http, b_token, room_id)
-    await _join(http, c_token, room_id)
+    await join_room(http, b_token, room_id)
+    await join_room(http, c_token, room_id)
 
     r = await _post(http, b_token, room_path(room_id, "kick"), {"user_id": c, "reason": "no"})
     assert_error(r, 403, "M_FORBIDDEN")
@@ -249,7 +243,7 @@ async def test_kick(http: httpx.AsyncClient) -> None:
     assert event["content"]["reason"] == "spamming"
     assert room_id not in await _joined_rooms(http, c_token)
     # A kick is not a ban: the public room can be joined again.
-    await _join(http, c_token, room_id)
+    await join_room(http, c_token, room_id)
 
     r = await _post(http, a_token, room_path(room_id, "kick"), {"reason": "who?"})
     assert_error(r, 400, "M_MISSING_PARAM")
@@ -264,8 +258,8 @@ async def test_cannot_kick_or_ban_equal_or_higher(http: httpx.AsyncClient, versi
     b, b_token = await _user(http)
     c, c_token = await _user(http)
     room_id = await create_room(http, a_token, preset="public_chat", room_version=version)
-    await _join(http, b_token, room_id)
-    await _join(http, c_token, room_id)
+    await join_room(http, b_token, room_id)
+    await join_room(http, c_token, room_id)
     users = {a: 100} if version == "11" else {}
     # B gets 100: the v11 creator's level, below the v12 creator's infinite one.
     await _set_power(http, a_token, room_id, users={**users, b: 100, c: 100})
@@ -292,8 +286,8 @@ async def test_ban_and_unban(http: httpx.AsyncClient) -> None:
     b, b_token = await _user(http)
     _, c_token = await _user(http)
     room_id = await create_room(http, a_token, preset="public_chat")
-    await _join(http, b_token, room_id)
-    await _join(http, c_token, room_id)
+    await join_room(http, b_token, room_id)
+    await join_room(http, c_token, room_id)
 
     r = await _post(http, c_token, room_path(room_id, "ban"), {"user_id": b})
     assert_error(r, 403, "M_FORBIDDEN")
@@ -321,7 +315,7 @@ async def test_ban_and_unban(http: httpx.AsyncClient) -> None:
     event = await _member(http, a_token, room_id, b)
     assert event["content"]["membership"] == "leave"
     assert event["content"]["reason"] == "forgiven"
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     assert await _membership(http, a_token, room_id, b) == "join"
 
 
@@ -343,7 +337,7 @@ async def test_invite_already_joined(http: httpx.AsyncClient) -> None:
     _, a_token = await _user(http)
     b, b_token = await _user(http)
     room_id = await create_room(http, a_token, preset="public_chat")
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     r = await _invite(http, a_token, room_id, b)
     assert_error(r, 403, "M_FORBIDDEN")
     assert await _membership(http, a_token, room_id, b) == "join"
@@ -366,7 +360,7 @@ async def test_invite_needs_invite_level(http: httpx.AsyncClient) -> None:
     c, _ = await _user(http)
     d, _ = await _user(http)
     room_id = await create_room(http, a_token, preset="public_chat")
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     # Default invite level 0: a PL-0 member may invite.
     r = await _invite(http, b_token, room_id, c)
     assert r.status_code == 200, r.text
@@ -414,7 +408,7 @@ async def test_knock_then_invite_and_join(http: httpx.AsyncClient) -> None:
     r = await _invite(http, a_token, room_id, b)
     assert r.status_code == 200, r.text
     assert await _membership(http, a_token, room_id, b) == "invite"
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     assert await _membership(http, a_token, room_id, b) == "join"
     assert a != b
 
@@ -470,10 +464,10 @@ async def test_members_and_joined_members(http: httpx.AsyncClient) -> None:
     c, _ = await _user(http)
     d, d_token = await _user(http)
     room_id = await create_room(http, a_token, preset="public_chat")
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     r = await _invite(http, a_token, room_id, c)
     assert r.status_code == 200, r.text
-    await _join(http, d_token, room_id)
+    await join_room(http, d_token, room_id)
     r = await _post(http, d_token, room_path(room_id, "leave"))
     assert r.status_code == 200, r.text
 
@@ -521,10 +515,10 @@ async def test_left_member_sees_members_at_leave(http: httpx.AsyncClient) -> Non
     b, b_token = await _user(http)
     c, c_token = await _user(http)
     room_id = await create_room(http, a_token, preset="public_chat")
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     r = await _post(http, b_token, room_path(room_id, "leave"))
     assert r.status_code == 200, r.text
-    await _join(http, c_token, room_id)
+    await join_room(http, c_token, room_id)
     # joined_members needs current membership; /members and /state show the state of the
     # room "when they left" (rooms.yaml getMembersByRoom / getRoomState), which includes the
     # leave itself (as Synapse answers).
@@ -546,7 +540,7 @@ async def test_display_name_of_later_joiner_and_messages(http: httpx.AsyncClient
     _, a_token = await _user(http)
     b, b_token = await _user(http, "Bee")
     room_id = await create_room(http, a_token, preset="public_chat")
-    await _join(http, b_token, room_id)
+    await join_room(http, b_token, room_id)
     event_id = await send_text(http, b_token, room_id, "hi from Bee")
     member = await _member(http, a_token, room_id, b)
     assert member["content"] == {"membership": "join", "displayname": "Bee"}
