@@ -23,6 +23,32 @@ class ServerProcess:
     log_path: Path
     stdout_lines: list[str] = field(default_factory=list)
 
+    def listener_url(self, name: str, timeout: float = 10.0) -> str:
+        """The first URL of another listener ("tls", "metrics") from the start-up lines."""
+        prefix = f"{name} listening on "
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while True:
+            for line in self.stdout_lines:
+                if line.startswith(prefix):
+                    return line[len(prefix):].split(",")[0].strip()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {name!r} listener line in {self.stdout_lines!r}")
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"server stdout ended: {self.stdout_lines!r}")
+            self.stdout_lines.append(line.rstrip("\n"))
+
+    def wait_log(self, needle: str, timeout: float = 5.0) -> str:
+        """The log once it contains `needle` (lines such as the access log are written just
+        after the response has been sent, so a client can be faster than the line)."""
+        deadline = time.monotonic() + timeout
+        while needle not in (text := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} not in the server log:\n{text}")
+            time.sleep(0.02)
+        return text
+
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
@@ -52,7 +78,8 @@ def start_server(
     """Run `python -m trioserver serve` and wait for its "listening on" line."""
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "trioserver", "serve", "--data-dir", str(data_dir),
-           "--listen", "127.0.0.1:0", "--server-name", server_name]
+           "--listen", "127.0.0.1:0", "--server-name", server_name,
+           "--metrics-listen", "127.0.0.1:0"]
     if config_text is not None:
         config_path = data_dir / "test-config.toml"
         config_path.write_text(config_text, encoding="utf-8")

@@ -24,6 +24,7 @@ from trioserver.api.client import (
     devices,
     directory,
     discovery,
+    health,
     key_backup,
     keys,
     login,
@@ -41,6 +42,7 @@ from trioserver.api.client import (
     typing_notifications,
 )
 from trioserver.api.http import reply
+from trioserver.api.observe import ROUTE_KEY, annotate
 from trioserver.api.streaming import BackPressureHTTPConnection, media_aware_request
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.container import Services
@@ -76,8 +78,8 @@ def create_app(services: Services) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = services.config.max_request_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["BODY_TIMEOUT"] = 60
-    for module in (discovery, register, login, account, devices, profile, rooms, room_events,
-                   directory, sync, status, keys,
+    for module in (health, discovery, register, login, account, devices, profile, rooms,
+                   room_events, directory, sync, status, keys,
                    account_data, typing_notifications, presence, to_device, receipts,
                    push_rules, key_backup, dehydrated_devices, media):
         app.register_blueprint(module.create_blueprint(services))
@@ -85,6 +87,8 @@ def create_app(services: Services) -> QuartTrio:
     @app.before_request
     async def _start() -> Response | None:
         g.request_id = secrets.token_hex(6)
+        if request.url_rule is not None:
+            annotate(request.scope, ROUTE_KEY, request.url_rule.rule)  # the metrics' label
         if request.method == "OPTIONS":
             # CORS preflight: answered for every path, known or not.
             return reply({})

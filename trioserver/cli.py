@@ -1,4 +1,5 @@
-"""Command line: `trioserver serve | generate-config | register-user | media | --version`."""
+"""Command line: `trioserver serve | generate-config | register-user | media | --version`, the
+admin commands (reset-password, deactivate, list-users, make-admin) and backup | restore."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import getpass
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--open-registration", action="store_true",
                        help="let anyone register an account")
     serve.add_argument("--no-rate-limits", action="store_true", help="turn rate limits off")
+    serve.add_argument("--metrics-listen", metavar="HOST:PORT",
+                       help='metrics listener (127.0.0.1:9008; "" turns it off)')
 
     gen = sub.add_parser("generate-config", help="print a complete, commented TOML config")
     gen.add_argument("--server-name", metavar="NAME", default="localhost")
@@ -52,7 +56,43 @@ def _parser() -> argparse.ArgumentParser:
                        help="spare unreferenced files younger than S seconds (default 3600)")
     stats = media_sub.add_parser("stats", help="print media counts and sizes as JSON")
     common(stats)
+    _admin_parsers(sub, common)
     return p
+
+
+def _admin_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Admin and backup commands: offline tools that also work beside a running server."""
+    from trioserver.backup import DEST_HELP
+    from trioserver.restore import RESTORE_HELP
+
+    user_help = "a localpart or a full user ID of this server"
+    reset = sub.add_parser("reset-password", help="set a user's password (logs out devices)")
+    common(reset)
+    reset.add_argument("user", metavar="USER", help=user_help)
+    reset.add_argument("--password-file", type=Path, metavar="F",
+                       help="read the password from F (first line); default: prompt or stdin")
+    reset.add_argument("--keep-devices", action="store_true",
+                       help="keep the user's devices and access tokens")
+    deact = sub.add_parser("deactivate", help="deactivate an account (devices, profile, login)")
+    common(deact)
+    deact.add_argument("user", metavar="USER", help=user_help)
+    users = sub.add_parser("list-users", help="list accounts as a table (or JSON lines)")
+    common(users)
+    users.add_argument("--json", action="store_true", help="one JSON object per line")
+    admin = sub.add_parser("make-admin", help="make a user a server admin")
+    common(admin)
+    admin.add_argument("user", metavar="USER", help=user_help)
+    admin.add_argument("--revoke", action="store_true", help="remove admin rights instead")
+    backup = sub.add_parser("backup", help="copy the data dir to DEST while the server runs",
+                            description=DEST_HELP)
+    common(backup)
+    backup.add_argument("dest", type=Path, metavar="DEST", help="backup directory (see above)")
+    restore = sub.add_parser("restore", help="restore a backup into the data dir",
+                             description=RESTORE_HELP)
+    common(restore)
+    restore.add_argument("src", type=Path, metavar="SRC", help="a directory made by backup")
+    restore.add_argument("--force", action="store_true",
+                         help="replace an existing database (never one a server has open)")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,10 +107,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["registration.open"] = True
     if getattr(args, "no_rate_limits", False):
         out["rate_limits.enabled"] = False
+    if getattr(args, "metrics_listen", None) is not None:
+        out["metrics.listen"] = args.metrics_listen
     return out
 
 
 def _serve(config: Config) -> int:
+    from trioserver.net.serve import ListenError
+    from trioserver.net.tls_context import TLSSetupError
     from trioserver.server import configure_logging, main
     from trioserver.services.events.signing import SigningKeyError
     from trioserver.storage.db import DatabaseError
@@ -81,7 +125,7 @@ def _serve(config: Config) -> int:
         trio.run(main, config)
     except KeyboardInterrupt:
         pass
-    except (DatabaseError, MigrationError, SigningKeyError) as e:
+    except (DatabaseError, MigrationError, SigningKeyError, ListenError, TLSSetupError) as e:
         print(f"trioserver: {e}", file=sys.stderr)
         return 1
     except (OSError, BaseExceptionGroup) as e:
@@ -120,11 +164,13 @@ def _read_password(path: Path | None) -> str:
 
 def _register_user(config: Config, username: str, admin: bool, password_file: Path | None) -> int:
     from trioserver.services.accounts import register_offline
+    from trioserver.storage.db import DatabaseError
+    from trioserver.storage.migrations import MigrationError
 
     try:
         password = _read_password(password_file)
         uid = register_offline(config, username, password, admin=admin)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, DatabaseError, MigrationError) as e:
         print(f"trioserver: {e}", file=sys.stderr)
         return 1
     except MatrixError as e:
@@ -155,4 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         from trioserver.media_admin import run_media_command
 
         return run_media_command(config, args)
+    if args.command in ("reset-password", "deactivate", "list-users", "make-admin"):
+        from trioserver.admin_commands import run_admin_command
+
+        return run_admin_command(config, args, _read_password)
+    if args.command == "backup":
+        from trioserver.backup import run_backup
+
+        return run_backup(config, args)
+    if args.command == "restore":
+        from trioserver.restore import run_restore
+
+        return run_restore(config, args)
     return _register_user(config, args.username, args.admin, args.password_file)

@@ -59,6 +59,7 @@ class Notifier:
         self._latest: dict[str, int] = {}
         self._waiters: dict[str, set[_Waiter]] = {}
         self._position = 0
+        self._closed = False
 
     @property
     def position(self) -> int:
@@ -94,6 +95,8 @@ class Notifier:
         keys = list(keys)
         if any(self._latest.get(k, 0) > since for k in keys):
             return True
+        if self._closed:
+            return False
         waiter = _Waiter(since)
         for k in keys:
             self._waiters.setdefault(k, set()).add(waiter)
@@ -107,7 +110,15 @@ class Notifier:
                     waiters.discard(waiter)
                     if not waiters:
                         del self._waiters[k]
-        return waiter.event.is_set()
+        # Woken by close(): report a timeout, so the long-poll answers with what it has.
+        return waiter.event.is_set() and not self._closed
+
+    def close(self) -> None:
+        """Shutting down: end every wait now (as if timed out) and let no new one start."""
+        self._closed = True
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.event.set()
 
     def waiting(self) -> int:
         """Number of (key, waiter) registrations, for tests and metrics."""

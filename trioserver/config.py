@@ -6,6 +6,7 @@ documented in `sample_config()` (what `trioserver generate-config` prints).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -93,13 +94,41 @@ class Media:
 
 
 @dataclass(frozen=True)
+class Tls:
+    # The built-in TLS listener runs when both files are set.
+    cert: str = ""
+    key: str = ""
+    listen: str = "0.0.0.0:8448"
+    # Refuse clients that cannot do a post-quantum hybrid key agreement.
+    pq_only: bool = False
+    # Offer HTTP/2 by ALPN (clients without it use HTTP/1.1).
+    http2: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert or self.key)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    # Prometheus text at http://<listen>/metrics; empty disables the listener.
+    listen: str = "127.0.0.1:9008"
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str = "localhost"
     data_dir: Path = Path("./data")
     listen: str = "127.0.0.1:8008"
     public_baseurl: str = ""
     log_level: str = "info"
+    # One log line per request (method, path, status, latency, user).
+    access_log: bool = True
     max_request_body_bytes: int = 1024 * 1024
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto headers are believed (addresses or CIDRs).
+    trusted_proxies: tuple[str, ...] = ()
+    # On SIGTERM: stop accepting, release long-polls, and give in-flight requests this long.
+    shutdown_grace_s: float = 10.0
     registration: Registration = field(default_factory=Registration)
     auth: Auth = field(default_factory=Auth)
     rate_limits: RateLimits = field(default_factory=RateLimits)
@@ -107,6 +136,8 @@ class Config:
     rooms: Rooms = field(default_factory=Rooms)
     database: Database = field(default_factory=Database)
     media: Media = field(default_factory=Media)
+    tls: Tls = field(default_factory=Tls)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def listen_host(self) -> str:
@@ -147,6 +178,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "rooms": Rooms,
     "database": Database,
     "media": Media,
+    "tls": Tls,
+    "metrics": Metrics,
 }
 
 
@@ -265,10 +298,26 @@ def validate(config: Config) -> Config:
         raise ConfigError("media.max_image_pixels: must be at least 1")
     if config.media.unused_expires_s < 1:
         raise ConfigError("media.unused_expires_s: must be at least 1")
+    _validate_network(config)
     for url in (config.public_baseurl, config.well_known.client_base_url):
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{url!r}: URLs must start with http:// or https://")
     return config
+
+
+def _validate_network(config: Config) -> None:
+    tls = config.tls
+    if tls.enabled:
+        if not (tls.cert and tls.key):
+            raise ConfigError("tls: set both cert and key (PEM files) to enable the TLS listener")
+        split_listen(tls.listen)
+    if config.metrics.listen:
+        split_listen(config.metrics.listen)
+    for entry in config.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"trusted_proxies: {entry!r} is not an address or CIDR") from None
 
 
 def _bucket(limit: RateLimit) -> str:
@@ -299,6 +348,18 @@ public_baseurl = ""
 
 # debug, info, warning or error. Request bodies and tokens are never logged.
 log_level = "{d.log_level}"
+
+# One log line per request: client, method, path (no query string), status, latency, user.
+access_log = {str(d.access_log).lower()}
+
+# Reverse proxies in front of this server (addresses or CIDRs, e.g. ["127.0.0.1", "10.0.0.0/8"]).
+# Only requests from these peers have X-Forwarded-For / X-Forwarded-Proto believed; the client
+# address is then the right-most address in X-Forwarded-For that is not itself a trusted proxy.
+trusted_proxies = []
+
+# On SIGTERM/SIGINT the server stops accepting connections, answers waiting /sync long-polls at
+# once, lets in-flight requests and writes finish for up to this many seconds, then exits 0.
+shutdown_grace_s = {d.shutdown_grace_s}
 
 # Largest request body accepted by JSON endpoints; larger bodies get 413 M_TOO_LARGE.
 max_request_body_bytes = {d.max_request_body_bytes}
@@ -364,4 +425,22 @@ max_pending_per_user = {m.max_pending_per_user}
 # true: the deprecated unauthenticated /_matrix/media/v3/download and /thumbnail endpoints
 # answer 404 for media uploaded after start-up (clients must use /_matrix/client/v1/media).
 freeze_unauthenticated = {str(m.freeze_unauthenticated).lower()}
+
+[tls]
+# Built-in TLS listener, on when cert and key are set (PEM; cert may hold the whole chain).
+# It negotiates TLS 1.2/1.3 and prefers the post-quantum hybrid key agreement X25519MLKEM768,
+# falling back to X25519 and the NIST curves for older clients. The plain `listen` above keeps
+# running too: bind it to 127.0.0.1 when this listener is public.
+cert = ""
+key = ""
+listen = "{d.tls.listen}"
+# true: only clients that offer X25519MLKEM768 (or another ML-KEM hybrid) can connect.
+pq_only = {str(d.tls.pq_only).lower()}
+# Offer HTTP/2 by ALPN; clients that do not ask for it get HTTP/1.1.
+http2 = {str(d.tls.http2).lower()}
+
+[metrics]
+# Prometheus text at http://<listen>/metrics on its own listener (keep it on loopback or a
+# private network). Empty string: no metrics listener.
+listen = "{d.metrics.listen}"
 """

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve
+from hypercorn.typing import ASGIFramework
 
-from trioserver import __version__
+from trioserver import __version__, systemd_notify
+from trioserver.api.forwarded import trust_proxies
+from trioserver.api.metrics_app import create_metrics_app
+from trioserver.api.observe import observe
 from trioserver.app import create_app, shield_send
-from trioserver.config import Config
-from trioserver.services.container import build_services
+from trioserver.config import Config, split_listen
+from trioserver.metrics import Metrics
+from trioserver.net.serve import Endpoint, open_tcp_listeners, serve
+from trioserver.net.tls_context import build_server_context
+from trioserver.net.tls_stream import TLSListener
+from trioserver.services.container import Services, build_services
 from trioserver.services.events.signing import load_or_create_signing_key
 from trioserver.storage.db import Database
 from trioserver.storage.ttl_store import TTLStore
@@ -31,27 +41,83 @@ def configure_logging(level: str) -> None:
     )
 
 
-def hypercorn_config(config: Config) -> HyperConfig:
+def hypercorn_config() -> HyperConfig:
     hc = HyperConfig()
-    host, port = config.listen_host, config.listen_port
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    # Many clients hold a long-poll open at once; the default backlog of 100 drops connections.
-    hc.backlog = 2048
-    hc.accesslog = None
+    hc.accesslog = None  # trioserver.access logs requests (api/observe.py)
     hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.graceful_timeout = 5.0
     hc.keep_alive_timeout = 75.0
     hc.include_server_header = False
     hc.h11_max_incomplete_size = 64 * 1024
+    hc.ssl_handshake_timeout = 10.0
     return hc
 
 
 async def _wait_for_signal(stop: trio.Event) -> None:
+    # The receiver stays open until the server has stopped: a second signal (a supervisor
+    # that signals every process, an impatient ^C) must not kill a graceful shutdown half-way.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            log.info("received %s, shutting down", signal.Signals(signum).name)
-            stop.set()
-            return
+            name = signal.Signals(signum).name
+            if stop.is_set():
+                log.info("received %s again; already shutting down", name)
+            else:
+                log.info("received %s, shutting down", name)
+                stop.set()
+
+
+def _register_gauges(metrics: Metrics, services: Services) -> None:
+    started = time.time()
+
+    async def value(read: Callable[[], float]) -> float:
+        return read()
+
+    def rss_bytes() -> float:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+
+    metrics.gauge("trioserver_long_polls_waiting", "Long-polls (/sync) waiting for news.",
+                  partial(value, services.notifier.waiting_tasks))
+    metrics.gauge("trioserver_db_write_queue", "Writes queued for the database writer.",
+                  partial(value, lambda: services.db.queued_writes))
+    metrics.gauge("trioserver_db_bytes", "Size of the database and its WAL on disk.",
+                  partial(value, services.db.file_bytes))
+    metrics.gauge("trioserver_media_bytes", "Bytes of media and thumbnails stored.",
+                  services.media.stored_bytes)
+    metrics.gauge("trioserver_process_resident_memory_bytes", "Resident memory (RSS).",
+                  partial(value, rss_bytes))
+    metrics.gauge("trioserver_process_start_time_seconds", "Start time, Unix seconds.",
+                  partial(value, lambda: started))
+
+
+async def _endpoints(config: Config, services: Services, metrics: Metrics) -> list[Endpoint]:
+    """Build the apps and bind every listener (before anything is announced as ready)."""
+    app: ASGIFramework = shield_send(create_app(services))
+    app = trust_proxies(observe(app, metrics, log_requests=config.access_log),
+                        config.trusted_proxies)
+    endpoints = [Endpoint("client", app, await open_tcp_listeners("client", *split_listen(
+        config.listen)))]
+    if config.tls.enabled:
+        # Checked before binding: a bad certificate stops start-up with a clear message.
+        context = build_server_context(Path(config.tls.cert), Path(config.tls.key),
+                                       pq_only=config.tls.pq_only, http2=config.tls.http2)
+        sockets = await open_tcp_listeners("tls", *split_listen(config.tls.listen))
+        tls = [TLSListener(s, context, metrics.observe_tls_handshake) for s in sockets]
+        endpoints.append(Endpoint("tls", app, tls, scheme="https"))
+    if config.metrics.listen:
+        sockets = await open_tcp_listeners("metrics", *split_listen(config.metrics.listen))
+        endpoints.append(Endpoint("metrics", create_metrics_app(metrics, services.db.healthy),
+                                  sockets))
+    return endpoints
+
+
+def _announce(config: Config, endpoints: list[Endpoint]) -> None:
+    client, others = endpoints[0], endpoints[1:]
+    print(f"trioserver {__version__} listening on {client.urls[0]} "
+          f"(server name {config.server_name}, data in {config.data_dir})", flush=True)
+    for ep in others:
+        suffix = "/metrics" if ep.name == "metrics" else ""
+        print(f"{ep.name} listening on {', '.join(u + suffix for u in ep.urls)}", flush=True)
+    systemd_notify.notify("READY=1", f"STATUS=serving {config.server_name} on {client.urls[0]}")
 
 
 async def main(
@@ -71,28 +137,33 @@ async def main(
         ttl = TTLStore()
         signing_key = load_or_create_signing_key(config.data_dir / "signing.key")
         services = build_services(config, db, ttl, signing_key)
-        app = shield_send(create_app(services))
+        metrics = Metrics()
+        db.on_commit = metrics.observe_commit
+        _register_gauges(metrics, services)
+        endpoints = await _endpoints(config, services, metrics)
         async with trio.open_nursery() as nursery:
             await nursery.start(db.run)
             await nursery.start(ttl.run)
             await nursery.start(services.typing.run)
             await nursery.start(services.presence.run)
+            await nursery.start(services.admin_watch.run)
+            await nursery.start(systemd_notify.run_watchdog)
             nursery.start_soon(_wait_for_signal, stop)
             async with trio.open_nursery() as http:
-                binds: list[str] = await http.start(
-                    partial(serve, app, hypercorn_config(config), shutdown_trigger=stop.wait)
-                )
-                bound = binds[0]
-                services.info.base_url = config.base_url(int(bound.rsplit(":", 1)[1]))
-                print(
-                    f"trioserver {__version__} listening on {bound} "
-                    f"(server name {config.server_name}, data in {config.data_dir})",
-                    flush=True,
-                )
+                await http.start(partial(serve, endpoints, hypercorn_config(), stop=stop,
+                                         grace_s=config.shutdown_grace_s))
+                client_url = endpoints[0].urls[0]
+                services.info.base_url = config.base_url(int(client_url.rsplit(":", 1)[1]))
+                _announce(config, endpoints)
                 if on_ready is not None:
-                    on_ready(bound)
-            # hypercorn returns once `stop` is set and in-flight requests have drained; only
-            # then are the writer and the sweeper stopped.
+                    on_ready(client_url.split("://", 1)[1])
+                await stop.wait()
+                systemd_notify.notify("STOPPING=1")
+                # Waiting /sync long-polls answer now instead of holding shutdown up.
+                services.notifier.close()
+            # serve() returns once in-flight requests have finished (or the grace period
+            # ended); only then are the writer and the other tasks stopped, so every write a
+            # request started is committed.
             nursery.cancel_scope.cancel()
     finally:
         db.close()

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 from quart import Response, request
 
+from trioserver.api.observe import USER_KEY, annotate
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.sessions import Requester, Sessions
 
@@ -109,6 +110,7 @@ async def authenticate(
         user_agent=request.headers.get("User-Agent"),
         allow_expired=allow_expired,
     )
+    annotate(request.scope, USER_KEY, requester.user_id)  # for the access log
     if requester.is_guest and not allow_guest:
         raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
     return requester

@@ -8,6 +8,7 @@ from trioserver.concurrency import KeyedSerializer, Notifier
 from trioserver.config import Config
 from trioserver.services.account_data import AccountData
 from trioserver.services.accounts import Accounts
+from trioserver.services.admin_watch import AdminWatch
 from trioserver.services.cross_signing import CrossSigning
 from trioserver.services.dehydrated_devices import DehydratedDevices
 from trioserver.services.devices import Devices
@@ -79,6 +80,8 @@ class Services:
     dehydrated_devices: DehydratedDevices
     media: MediaRepository
     info: ServerInfo
+    # Started by server.py: `await nursery.start(services.admin_watch.run)`.
+    admin_watch: AdminWatch
 
 
 def build_services(config: Config, db: Database, ttl: TTLStore,
@@ -150,4 +153,5 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         media=MediaRepository(config.server_name, config.media, db,
                               BlobStore(config.data_dir / "media"), serializer),
         info=ServerInfo(base_url=config.base_url()),
+        admin_watch=AdminWatch(db, sessions, notifier),
     )

@@ -113,6 +113,11 @@ class MediaRepository:
             None)))
         return self.mxc(media_id)
 
+    async def stored_bytes(self) -> int:
+        """Bytes of media and thumbnails the repository holds (for metrics)."""
+        s = await self.db.read(media_repo.stats)
+        return s.media_bytes + s.thumbnail_bytes
+
     async def create(self, user_id: str) -> tuple[str, int]:
         """POST /_matrix/media/v1/create: reserve an id; (mxc URI, unused_expires_at)."""
         now = now_ms()

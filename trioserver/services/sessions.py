@@ -163,9 +163,12 @@ class Sessions:
         """First use of an access token from a refresh: the refresh token it replaced is revoked."""
         refresh_id = row.refresh_token_id
         assert refresh_id is not None
+        generation = self._generation
         await self._db.write(lambda c: devices_repo.retire_previous_refresh(c, refresh_id))
         self.forget_device(row.user_id, row.device_id)
-        self._cache[token_hash] = replace(row, refresh_prev_id=None)
+        # Re-cache only if nothing else was revoked (or the cache cleared) while we wrote.
+        if self._generation == generation + 1:
+            self._cache[token_hash] = replace(row, refresh_prev_id=None)
 
     # -- refreshing -----------------------------------------------------------------------
 
@@ -213,6 +216,16 @@ class Sessions:
                 del self._last_touch[key]
         else:
             self._last_touch.pop((user_id, device_id), None)
+
+    def clear_cache(self) -> None:
+        """Drop every cached token: another process (an admin command) changed the database.
+
+        Bumping the generation stops a lookup already under way from re-caching a row it read
+        before the change.
+        """
+        self._generation += 1
+        self._cache.clear()
+        self._last_touch.clear()
 
     async def revoke_token(self, requester: Requester) -> None:
         """Revoke only the token that made this request (the device stays)."""

@@ -12,8 +12,11 @@ task (one thread at a time) and each reader connection is checked out by one thr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +71,8 @@ class Database:
         self._running = False
         self.commits = 0
         self.writes = 0
+        # Told the duration (seconds) and size of every group commit, for metrics.
+        self.on_commit: Callable[[float, int], None] | None = None
 
     @classmethod
     def open(
@@ -149,10 +154,13 @@ class Database:
                         batch.append(self._recv.receive_nowait())
                     except trio.WouldBlock:
                         break
+                started = time.perf_counter()
                 try:
                     # Not abandoned on cancel: a batch that started always finishes.
                     await trio.to_thread.run_sync(self._commit, batch)
                 finally:
+                    if self.on_commit is not None:
+                        self.on_commit(time.perf_counter() - started, len(batch))
                     for j in batch:
                         j.done.set()
         finally:
@@ -165,6 +173,33 @@ class Database:
                     break
                 job.error = DatabaseError("the database writer has stopped")
                 job.done.set()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def queued_writes(self) -> int:
+        """Writes waiting for the writer (not counting the batch being committed)."""
+        return self._recv.statistics().current_buffer_used
+
+    def file_bytes(self) -> int:
+        """Size on disk of the database and its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
+    async def healthy(self) -> bool:
+        """The writer runs and a reader connection answers."""
+        if not self._running:
+            return False
+        try:
+            await self.read(lambda conn: conn.execute("SELECT 1").fetchall())
+        except apsw.Error:
+            return False
+        return True
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
         conn = self._writer

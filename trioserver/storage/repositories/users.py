@@ -68,3 +68,26 @@ def mark_deactivated(conn: apsw.Connection, user_id: str) -> None:
 def count_users(conn: apsw.Connection) -> int:
     row = conn.execute("SELECT count(*) FROM users").fetchone()
     return int(row[0]) if row else 0
+
+
+def list_users(conn: apsw.Connection) -> list[UserRow]:
+    """Every account, oldest first (the admin CLI's `list-users`)."""
+    rows = conn.execute(
+        "SELECT user_id, password_hash, is_admin, is_guest, deactivated, created_ts"
+        " FROM users ORDER BY created_ts, user_id"
+    )
+    return [UserRow(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), r[5]) for r in rows]
+
+
+def set_admin(conn: apsw.Connection, user_id: str, is_admin: bool) -> bool:
+    """Grant or revoke server admin; False if there is no such user."""
+    cur = conn.execute(
+        "UPDATE users SET is_admin = ? WHERE user_id = ? RETURNING 1", (int(is_admin), user_id)
+    )
+    return cur.fetchone() is not None
+
+
+def any_user_id(conn: apsw.Connection) -> str | None:
+    """One local user's ID (to tell which server name a database belongs to), or None."""
+    row = conn.execute("SELECT user_id FROM users WHERE is_guest = 0 LIMIT 1").fetchone()
+    return None if row is None else str(row[0])

@@ -1,0 +1,1 @@
+"""Listeners: plain HTTP, the post-quantum TLS front, and the loop that serves them."""
