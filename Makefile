@@ -1,5 +1,6 @@
 # trioserver: `make run` starts a server on http://127.0.0.1:8008 with data in ./data;
-# `make test` runs the linters and the test suite. Both set up .venv first.
+# `make test` runs the linters, builds the binary and runs the test suite. Both set up .venv.
+# `make binary` builds the one-file executable dist/trioserver; `make smoke` also checks it.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +9,7 @@ LISTEN ?= 127.0.0.1:8008
 DATA   ?= ./data
 BENCH_MESSAGES ?= 20000
 
-.PHONY: run test lint pytest bench install dev clean
+.PHONY: run test lint pytest bench install dev clean binary smoke
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -35,7 +36,8 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev
+# The suite includes tests/packaging, which run the freshly built binary (CI builds it here).
+pytest: $(VENV)/.dev dist/trioserver
 	$(BIN)/pytest -q
 
 test: lint pytest
@@ -45,6 +47,23 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.events --messages $(BENCH_MESSAGES)
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.e2ee
+
+# The one executable: PyInstaller (one-file, stripped) from packaging/trioserver.spec. Rebuilt
+# when a source, the schema, the spec or the installed dependencies change.
+BINARY_SOURCES  := $(shell find trioserver schema -type f -not -path '*/__pycache__/*') \
+                   packaging/trioserver.spec packaging/entry.py
+
+dist/trioserver: $(VENV)/.dev $(BINARY_SOURCES)
+	$(BIN)/pyinstaller --clean --noconfirm --log-level WARN --distpath dist \
+	  --workpath build/pyinstaller packaging/trioserver.spec
+
+binary: dist/trioserver
+
+# Runs the binary under `env -i` from a temporary directory (serve, TLS, register, thumbnails,
+# SIGTERM clean-up), then prints its size, cold start, RSS and the oldest glibc it runs on.
+smoke: binary
+	$(BIN)/python packaging/smoke_binary.py dist/trioserver
+	$(BIN)/python packaging/measure_binary.py dist/trioserver
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
