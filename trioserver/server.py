@@ -23,8 +23,6 @@ from trioserver.app import create_app, shield_send
 from trioserver.config import Config, split_listen
 from trioserver.metrics import Metrics
 from trioserver.net.serve import Endpoint, open_tcp_listeners, serve
-from trioserver.net.tls_context import build_server_context
-from trioserver.net.tls_stream import TLSListener
 from trioserver.services.container import Services, build_services
 from trioserver.services.events.signing import load_or_create_signing_key
 from trioserver.storage.db import Database
@@ -97,6 +95,10 @@ async def _endpoints(config: Config, services: Services, metrics: Metrics) -> li
     endpoints = [Endpoint("client", app, await open_tcp_listeners("client", *split_listen(
         config.listen)))]
     if config.tls.enabled:
+        # Imported here: pyOpenSSL and cryptography cost start-up time only when used.
+        from trioserver.net.tls_context import build_server_context
+        from trioserver.net.tls_stream import TLSListener
+
         # Checked before binding: a bad certificate stops start-up with a clear message.
         context = build_server_context(Path(config.tls.cert), Path(config.tls.key),
                                        pq_only=config.tls.pq_only, http2=config.tls.http2)
