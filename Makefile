@@ -47,6 +47,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.events --messages $(BENCH_MESSAGES)
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.e2ee
+	$(BIN)/python -m bench.tls
 
 # The one executable: PyInstaller (one-file, stripped) from packaging/trioserver.spec. Rebuilt
 # when a source, the schema, the spec or the installed dependencies change.

@@ -44,7 +44,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "trioserver", "serve", "--data-dir", str(data_dir), "--listen",
-         "127.0.0.1:0", "--open-registration", "--no-rate-limits"],
+         "127.0.0.1:0", "--open-registration", "--no-rate-limits", "--metrics-listen", ""],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert proc.stdout is not None
