@@ -36,6 +36,7 @@ from trioserver.api.client import (
     register,
     room_events,
     rooms,
+    sliding_sync,
     status,
     sync,
     to_device,
@@ -79,7 +80,7 @@ def create_app(services: Services) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["BODY_TIMEOUT"] = 60
     for module in (health, discovery, register, login, account, devices, profile, rooms,
-                   room_events, directory, sync, status, keys,
+                   room_events, directory, sync, sliding_sync, status, keys,
                    account_data, typing_notifications, presence, to_device, receipts,
                    push_rules, key_backup, dehydrated_devices, media):
         app.register_blueprint(module.create_blueprint(services))

@@ -30,6 +30,11 @@ from trioserver.services.rooms.reads import RoomReader
 from trioserver.services.rooms.service import Rooms
 from trioserver.services.rooms.upgrade import Upgrader
 from trioserver.services.sessions import Sessions
+from trioserver.services.sliding_sync.activity import RoomActivity
+from trioserver.services.sliding_sync.engine import SlidingSyncEngine
+from trioserver.services.sliding_sync.extensions import ExtensionsRunner
+from trioserver.services.sliding_sync.room_data import RoomDataBuilder
+from trioserver.services.sliding_sync.room_list import RoomLister
 from trioserver.services.sync.engine import SyncEngine
 from trioserver.services.sync.filters import Filters
 from trioserver.services.sync.rooms import RoomSyncer
@@ -82,6 +87,7 @@ class Services:
     info: ServerInfo
     # Started by server.py: `await nursery.start(services.admin_watch.run)`.
     admin_watch: AdminWatch
+    sliding_sync: SlidingSyncEngine
 
 
 def build_services(config: Config, db: Database, ttl: TTLStore,
@@ -119,7 +125,17 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     sources: list[StreamSource] = [account_data.source, receipts.source, receipts.unread_source,
                                    typing.source, to_device.source, presence.source,
                                    e2ee.source]
-    sync = SyncEngine(db, notifier, filters, RoomSyncer(db, room_cache, room_reader), sources,
+    syncer = RoomSyncer(db, room_cache, room_reader)
+    activity = RoomActivity(db)
+    appender.add_event_listener(activity.on_event)
+    sliding_sync = SlidingSyncEngine(
+        notifier, RoomLister(db, room_cache, activity),
+        RoomDataBuilder(db, room_cache, room_reader, syncer),
+        ExtensionsRunner(account_data=account_data.source, receipts=receipts.source,
+                         typing=typing.source, to_device=to_device.source, e2ee=e2ee.source,
+                         initial_account_data=[push_rules.initial_account_data]),
+        receipts.unread_source, presence_hook=presence.touch)
+    sync = SyncEngine(db, notifier, filters, syncer, sources,
                       presence_hook=presence.touch,
                       initial_account_data=[push_rules.initial_account_data])
     return Services(
@@ -154,4 +170,5 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
                               BlobStore(config.data_dir / "media"), serializer),
         info=ServerInfo(base_url=config.base_url()),
         admin_watch=AdminWatch(db, sessions, notifier),
+        sliding_sync=sliding_sync,
     )

@@ -19,7 +19,10 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.route("/_matrix/client/versions", methods=["GET"])
     async def versions() -> Response:
         """GET /_matrix/client/versions (spec: getVersions)."""
-        return reply({"versions": SPEC_VERSIONS, "unstable_features": {}})
+        return reply({"versions": SPEC_VERSIONS, "unstable_features": {
+            # Simplified Sliding Sync (MSC4186) at its unstable path, as Element X expects.
+            "org.matrix.simplified_msc3575": True,
+        }})
 
     @bp.route("/.well-known/matrix/client", methods=["GET"])
     async def wellknown_client() -> Response:

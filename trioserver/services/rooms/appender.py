@@ -90,6 +90,7 @@ class Appender:
         self._notifier = notifier
         self._commit_hook = commit_hook
         self._membership_listeners: list[MembershipListener] = []
+        self._event_listeners: list[Callable[[Event, int], None]] = []
         self._last_create_ts = 0
 
     # -- building -------------------------------------------------------------------------
@@ -267,6 +268,10 @@ class Appender:
         if event.state_key is not None:
             view.state[event.state_tuple] = event.event_id
 
+    def add_event_listener(self, listener: Callable[[Event, int], None]) -> None:
+        """Call `listener(event, stream_ordering)` after each committed event."""
+        self._event_listeners.append(listener)
+
     def add_membership_listener(self, listener: MembershipListener) -> None:
         """Call `listener(room_id, user_id, membership)` after each committed member event."""
         self._membership_listeners.append(listener)
@@ -291,6 +296,9 @@ class Appender:
             self._cache.put_event(event)
         if prepared is not None:
             prepared.committed()
+        for event, ordering in zip(events, orderings, strict=False):
+            for on_event in self._event_listeners:
+                on_event(event, ordering)
         for event in events:
             if event.type == "m.room.member" and event.state_key is not None:
                 for listener in self._membership_listeners:

@@ -43,6 +43,16 @@ class RoomSyncer:
 
     # -- timeline ------------------------------------------------------------------------
 
+    async def timeline(self, user_id: str, window: Window, limit: int
+                       ) -> tuple[list[tuple[StoredEvent, Event]], bool]:
+        """The newest `limit` events of the window the user may see, oldest first, and
+        whether older ones in the window were left out."""
+        return await self._timeline(user_id, window, EventFilter(limit=limit))
+
+    async def state_at(self, room_id: str, position: int) -> StateMap:
+        """The room's state (event IDs) after the last event at or before `position`."""
+        return await self._state_at(room_id, position)
+
     async def _timeline(self, user_id: str, window: Window, flt: EventFilter
                         ) -> tuple[list[tuple[StoredEvent, Event]], bool]:
         """The newest `flt.limit` visible, matching events of the window, oldest first, and
