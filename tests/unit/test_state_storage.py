@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -68,4 +69,39 @@ def test_repeated_changes_to_few_keys_read_back_exactly(tmp_path: Path) -> None:
         for key, event_id in expected[i].items():
             assert db.read_sync(partial(events_repo.state_group_value, group=groups[i],
                                         event_type=key[0], state_key=key[1])) == event_id
+    db.close()
+
+
+def _plan_of(conn: apsw.Connection, call: Callable[[apsw.Connection], object]) -> list[str]:
+    """The query plan of every statement `call` runs on `conn`."""
+    statements: list[tuple[str, tuple[object, ...]]] = []
+
+    def trace(_cursor: apsw.Cursor, sql: str, bindings: object) -> bool:
+        statements.append((sql, tuple(bindings) if isinstance(bindings, tuple | list) else ()))
+        return True
+
+    conn.exec_trace = trace
+    try:
+        call(conn)
+    finally:
+        conn.exec_trace = None
+    return [str(r[3]) for sql, args in statements
+            for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
+
+
+def test_state_reads_seek_entries_by_key_never_scan_them(tmp_path: Path) -> None:
+    # A scan of state_group_entries costs the whole server's state history on every read
+    # (it once made sliding sync's visibility checks 13x slower); reads must seek by key.
+    db = Database.open(tmp_path / "db.sqlite", readers=1)
+    groups, _ = _apply_changes(db, [("m.room.member", f"@u{i}:x") for i in range(300)])
+
+    def plans(conn: apsw.Connection) -> list[str]:
+        return (_plan_of(conn, partial(events_repo.load_state_group, group=groups[-1]))
+                + _plan_of(conn, partial(events_repo.state_group_value, group=groups[-1],
+                                         event_type="m.room.member", state_key="@u5:x")))
+
+    steps = db.read_sync(plans)
+    assert any("state_group_entries" in s or "SEARCH e" in s for s in steps), steps
+    assert not any(s.startswith("SCAN e") or s == "SCAN state_group_entries" for s in steps), \
+        steps
     db.close()

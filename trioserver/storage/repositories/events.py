@@ -76,6 +76,11 @@ def create_state_group(
     return group
 
 
+# Both chain queries say CROSS JOIN: it makes SQLite walk the (short) chain and seek each
+# group's entries by primary key. With a plain JOIN the planner may choose to scan every row of
+# state_group_entries instead, which grows with the whole server's history.
+
+
 def load_state_group(conn: apsw.Connection, group: int) -> StateMap:
     """The full state of a group: its snapshot with every delta of the chain applied."""
     rows = conn.execute(
@@ -85,8 +90,8 @@ def load_state_group(conn: apsw.Connection, group: int) -> StateMap:
             UNION ALL
             SELECT g.id, g.prev_group, c.lvl + 1 FROM state_groups g JOIN chain c ON g.id = c.prev
         )
-        SELECT e.type, e.state_key, e.event_id FROM state_group_entries e
-        JOIN chain c ON e.state_group = c.id
+        SELECT e.type, e.state_key, e.event_id FROM chain c
+        CROSS JOIN state_group_entries e ON e.state_group = c.id
         ORDER BY c.lvl DESC
         """,
         (group,),
@@ -107,7 +112,7 @@ def state_group_value(conn: apsw.Connection, group: int, event_type: str, state_
             UNION ALL
             SELECT g.id, g.prev_group, c.lvl + 1 FROM state_groups g JOIN chain c ON g.id = c.prev
         )
-        SELECT e.event_id FROM chain c JOIN state_group_entries e
+        SELECT e.event_id FROM chain c CROSS JOIN state_group_entries e
         ON e.state_group = c.id AND e.type = ? AND e.state_key = ?
         ORDER BY c.lvl LIMIT 1
         """,
