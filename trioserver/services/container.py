@@ -126,10 +126,12 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
                                    typing.source, to_device.source, presence.source,
                                    e2ee.source]
     syncer = RoomSyncer(db, room_cache, room_reader)
-    activity = RoomActivity(db)
+    activity = RoomActivity(db, room_cache)
     appender.add_event_listener(activity.on_event)
+    lister = RoomLister(db, room_cache, activity)
+    appender.add_membership_listener(lister.on_membership)
     sliding_sync = SlidingSyncEngine(
-        notifier, RoomLister(db, room_cache, activity),
+        notifier, lister,
         RoomDataBuilder(db, room_cache, room_reader, syncer),
         ExtensionsRunner(account_data=account_data.source, receipts=receipts.source,
                          typing=typing.source, to_device=to_device.source, e2ee=e2ee.source,

@@ -8,6 +8,7 @@ the membership event otherwise), never by bump_stamp.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +26,8 @@ from trioserver.storage.repositories import account_data as ad_repo
 from trioserver.storage.repositories import events as events_repo
 from trioserver.storage.repositories import room_list as list_repo
 from trioserver.storage.repositories import rooms as rooms_repo
+
+MEMBERSHIP_CACHE_USERS = 10_000
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,34 @@ class RoomLister:
         self._db = db
         self._cache = cache
         self._activity = activity
+        # user -> their membership rows, dropped by on_membership when one changes: a long-poll
+        # pass then costs no read proportional to the number of rooms.
+        self._memberships: OrderedDict[str, list[events_repo.MembershipRow]] = OrderedDict()
+        self._changes = 0
+
+    def on_membership(self, room_id: str, user_id: str, membership: str) -> None:
+        """Appender listener: a member event for `user_id` was committed."""
+        self._memberships.pop(user_id, None)
+        self._changes += 1
 
     async def build(self, user_id: str, previously_sent: Collection[str]) -> RoomList:
+        cached = self._memberships.get(user_id)
+        changes = self._changes
+
         def txn(conn: apsw.Connection) -> _Snapshot:
-            return _Snapshot(events_repo.max_stream_ordering(conn),
-                             events_repo.user_memberships(conn, user_id),
+            rows = cached if cached is not None else events_repo.user_memberships(conn, user_id)
+            return _Snapshot(events_repo.max_stream_ordering(conn), rows,
                              rooms_repo.forgotten(conn, user_id),
                              ad_repo.get(conn, user_id, ad_repo.GLOBAL, "m.direct"))
 
         snap = await self._db.read(txn)
+        if cached is not None:
+            self._memberships.move_to_end(user_id)
+        elif changes == self._changes:
+            # Kept only if no membership changed while reading (it could be missing).
+            self._memberships[user_id] = snap.memberships
+            while len(self._memberships) > MEMBERSHIP_CACHE_USERS:
+                self._memberships.popitem(last=False)
         rows = [m for m in snap.memberships if m.stream_ordering <= snap.upto
                 and m.membership and m.room_id not in snap.forgotten]
         events = await self._cache.events(m.event_id for m in rows)
@@ -144,18 +166,7 @@ class RoomLister:
     async def _flags(self, rooms: RoomList) -> dict[str, tuple[str | None, bool]]:
         """room -> (room type from its create event, whether it is encrypted)."""
         if rooms._flags is None:
-            ids = [e.room_id for e in rooms.entries]
-            state = await self._db.read(lambda c: list_repo.list_state_ids(c, ids))
-            creates = await self._cache.events(
-                s["m.room.create"] for s in state.values() if "m.room.create" in s)
-            flags: dict[str, tuple[str | None, bool]] = {}
-            for room_id in ids:
-                s = state.get(room_id, {})
-                create = creates.get(s.get("m.room.create", ""))
-                room_type = create.content.get("type") if create is not None else None
-                flags[room_id] = (room_type if isinstance(room_type, str) else None,
-                                  "m.room.encryption" in s)
-            rooms._flags = flags
+            rooms._flags = await self._activity.flags(e.room_id for e in rooms.entries)
         return rooms._flags
 
     async def _tags(self, user_id: str, rooms: RoomList) -> dict[str, frozenset[str]]:
