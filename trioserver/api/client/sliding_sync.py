@@ -14,7 +14,7 @@ from quart import Blueprint, Response, request
 from trioserver.api.http import authenticate, json_body, reply
 from trioserver.services.container import Services
 from trioserver.services.sliding_sync.request import parse_unstable, parse_v4
-from trioserver.services.sliding_sync.shapes import to_unstable, to_v4
+from trioserver.services.sliding_sync.shapes import extension_keys, to_unstable, to_v4
 
 UNSTABLE_FEATURE = "org.matrix.simplified_msc3575"
 
@@ -48,6 +48,6 @@ def create_blueprint(services: Services) -> Blueprint:
         req = parse_v4(body, requester.user_id)
         result = await engine.sync(requester.user_id, requester.device_id, req,
                                    unread_counts=False)
-        return reply(to_v4(result))
+        return reply(to_v4(result, extension_keys(body.get("extensions"))))
 
     return bp

@@ -49,6 +49,9 @@ class ConnState:
     rooms: dict[str, RoomSent]
     # Room IDs of each list's window, as last sent (the unstable shape's ops).
     windows: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Per-room extension (stream name) -> the rooms it covered, to resend a room's full view
+    # when it (re-)enters the extension's scope.
+    ext_scopes: dict[str, frozenset[str]] = field(default_factory=dict)
     to_device_since: int | None = None
 
 

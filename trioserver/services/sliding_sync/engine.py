@@ -118,16 +118,19 @@ class SlidingSyncEngine:
             await self._add_unread(user_id, device_id, rooms, results)
 
         joined = frozenset(r for r, e in rooms.visible.items() if e.membership == "join")
+        timelines = {r: frozenset(e["event_id"] for e in data.get("timeline", ()))
+                     for r, data in results.items()}
         ext = await self._extensions.run(req.extensions, ExtensionContext(
             user_id, device_id, windows, subscriptions, joined, frozenset(new_rooms),
-            state.events or None, rooms.upto), state.streams)
+            state.events or None, rooms.upto, timelines), state.streams, state.ext_scopes)
         streams = {**state.streams, **ext.streams}
         if unread_counts:
             streams[UNREAD] = await self._unread.current_position()
         body: dict[str, Any] = {"lists": lists_out, "rooms": results,
                                 "extensions": ext.body}
         new_state = ConnState(number=state.number, events=rooms.upto, streams=streams,
-                              rooms=sent_now, windows=windows)
+                              rooms=sent_now, windows=windows,
+                              ext_scopes={**state.ext_scopes, **ext.scopes})
         keys = [user_key(user_id), DEVICE_DELETIONS_KEY, *(room_key(r) for r in joined)]
         lists_moved = windows != state.windows
         has_updates = bool(results) or ext.has_data or lists_moved or req.pos is None

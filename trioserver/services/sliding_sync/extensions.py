@@ -3,14 +3,17 @@
 Each runs the same stream source as /v3/sync over the connection's own stream positions. The
 per-room ones cover the rooms "in scope" (in a named list's window or a named subscription;
 absent = all) and send their full current view for a room that enters the response for the
-first time on this connection, deltas afterwards. to_device has its own token (`since` /
-`next_batch`), independent of `pos`: a request with `since` deletes what was delivered before.
+first time on this connection or (re-)enters the extension's scope (MSC4508: the client cleared
+what it had when the room left scope, and the deltas it missed are gone), deltas afterwards;
+receipts of a room sent `initial` are only those on its timeline and the user's own (MSC3960).
+to_device has its own token (`since` / `next_batch`), independent of `pos`: a request with
+`since` deletes what was delivered before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from trioserver.errors import Codes, MatrixError
@@ -29,6 +32,8 @@ class ExtensionContext:
     new_rooms: frozenset[str]  # rooms sent with `initial` in this response
     events_since: int | None
     events_upto: int
+    # Room -> event IDs of its timeline in this response.
+    timelines: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -36,6 +41,8 @@ class ExtensionResult:
     body: dict[str, Any]
     streams: dict[str, int]
     has_data: bool
+    # Per-room extension -> the rooms it covered in this response.
+    scopes: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def scope_rooms(scope: ExtensionScope, ctx: ExtensionContext) -> list[str]:
@@ -64,8 +71,9 @@ class ExtensionsRunner:
         self._to_device = to_device
         self._e2ee = e2ee
 
-    async def run(self, ext: Extensions, ctx: ExtensionContext, streams: Mapping[str, int]
-                  ) -> ExtensionResult:
+    async def run(self, ext: Extensions, ctx: ExtensionContext, streams: Mapping[str, int],
+                  scopes: Mapping[str, frozenset[str]]) -> ExtensionResult:
+        """`streams` and `scopes` are the connection's, as of the request's `pos`."""
         out = ExtensionResult({}, {}, False)
         if ext.to_device:
             await self._run_to_device(ext, ctx, out)
@@ -74,7 +82,7 @@ class ExtensionsRunner:
         if ext.account_data is not None:
             first_time = self._account_data.name not in streams
             result = await self._per_room(self._account_data, ext.account_data, ctx, streams,
-                                          out, with_global=True)
+                                          scopes, out, with_global=True)
             if first_time:
                 # As in an initial /v3/sync: defaults such as m.push_rules the user never set.
                 present = {e.get("type") for e in result.account_data}
@@ -91,29 +99,40 @@ class ExtensionsRunner:
             scope = ext.receipts if key == "receipts" else ext.typing
             if scope is None:
                 continue
-            result = await self._per_room(source, scope, ctx, streams, out)
+            result = await self._per_room(source, scope, ctx, streams, scopes, out)
             rooms = {}
             for room_id, extras in result.rooms.items():
                 events = [e for e in extras.ephemeral if e.get("type") == etype]
                 if events:
                     rooms[room_id] = _merge(events)
+                if key == "receipts" and room_id in ctx.new_rooms and room_id in rooms:
+                    event = _first_sight_receipts(rooms[room_id],
+                                                  ctx.timelines.get(room_id, frozenset()),
+                                                  ctx.user_id)
+                    if event["content"]:
+                        rooms[room_id] = event
+                    else:
+                        del rooms[room_id]
             out.body[key] = {"rooms": rooms}
             out.has_data |= bool(rooms)
         return out
 
     async def _per_room(self, source: StreamSource, scope: ExtensionScope,
                         ctx: ExtensionContext, streams: Mapping[str, int],
-                        out: ExtensionResult, *, with_global: bool = False) -> SyncResult:
+                        scopes: Mapping[str, frozenset[str]], out: ExtensionResult, *,
+                        with_global: bool = False) -> SyncResult:
         rooms = scope_rooms(scope, ctx)
         upto = await source.current_position()
         since = streams.get(source.name)
         if since is not None and since > upto:
             since = None
+        before = scopes.get(source.name, frozenset())
+        entering = {r for r in rooms if r in ctx.new_rooms or r not in before}
         result = SyncResult()
-        old = [r for r in rooms if r not in ctx.new_rooms] if since is not None else rooms
+        old = [r for r in rooms if r not in entering] if since is not None else rooms
         if old or with_global:
             await source.collect(self._sync_ctx(ctx, old, since), since, upto, result)
-        fresh = [r for r in rooms if r in ctx.new_rooms] if since is not None else []
+        fresh = [r for r in rooms if r in entering] if since is not None else []
         if fresh:
             # A room entering scope gets the full current view, not just the delta.
             first = SyncResult()
@@ -124,6 +143,7 @@ class ExtensionsRunner:
                     extras.ephemeral.extend(first.rooms[room_id].ephemeral)
                     extras.account_data.extend(first.rooms[room_id].account_data)
         out.streams[source.name] = upto
+        out.scopes[source.name] = frozenset(rooms)
         return result
 
     @staticmethod
@@ -170,6 +190,22 @@ class ExtensionsRunner:
                              "left": result.device_lists_left},
         }
         out.has_data |= bool(result.device_lists_changed or result.device_lists_left)
+
+
+def _first_sight_receipts(event: dict[str, Any], timeline: frozenset[str], user_id: str
+                          ) -> dict[str, Any]:
+    """The receipts of a room sent `initial`: those on its timeline events, and the user's own
+    (MSC3960: never all of a big room's receipts on old events)."""
+    content: dict[str, Any] = {}
+    for event_id, by_type in event["content"].items():
+        if event_id in timeline:
+            content[event_id] = by_type
+            continue
+        own = {t: {user_id: by_user[user_id]} for t, by_user in by_type.items()
+               if user_id in by_user}
+        if own:
+            content[event_id] = own
+    return {"type": "m.receipt", "content": content}
 
 
 def _merge(events: list[dict[str, Any]]) -> dict[str, Any]:

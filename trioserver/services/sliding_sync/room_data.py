@@ -62,7 +62,10 @@ class RoomDataBuilder:
                 out["initial"] = True
             out["stripped_state"] = await self._syncer.stripped_room_state(
                 entry.room_id, entry.member_pos, entry.member_event.event_id)
-            return out, RoomSent(entry.member_pos, req.config, entry.membership)
+            # No timeline to expand: "has all of it", so the room is not sent again (and a
+            # long-poll not woken) until the membership or the config changes.
+            return out, RoomSent(entry.member_pos, req.config, entry.membership,
+                                 timeline_have=ALL_OF_IT, is_dm=req.is_dm)
         return await self._joined_or_left(user_id, device_id, req, out)
 
     async def _never_joined(self, user_id: str, entry: Entry) -> bool:
@@ -112,9 +115,10 @@ class RoomDataBuilder:
                 if event_id is not None and (user, event_id) not in known_members:
                     keys.add((MEMBER, user))
                     lazy_sent.add((user, event_id))
-        timeline_ids = {e.event_id for e in events}
-        present = {k: state_now[k] for k in keys if k in state_now
-                   and state_now[k] not in timeline_ids}
+        # Unlike /v3/sync's `state`, required_state is the current state even when its event
+        # is also in the timeline: an `initial` result replaces the client's room data, and
+        # Synapse (which clients are built against) sends both.
+        present = {k: state_now[k] for k in keys if k in state_now}
         stubs = sorted(k for k in keys if k not in state_now)
         state_events = await self._cache.events(present.values())
         formatted = await self._reader.format(

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import apsw
 
@@ -30,8 +30,9 @@ from trioserver.storage.repositories import rooms as rooms_repo
 MEMBERSHIP_CACHE_USERS = 10_000
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """One room of the list (a tuple: thousands are made per pass)."""
+
     room_id: str
     membership: str
     member_event: Event
@@ -87,7 +88,8 @@ class RoomLister:
 
         snap = await self._db.read(txn)
         if cached is not None:
-            self._memberships.move_to_end(user_id)
+            if user_id in self._memberships:  # on_membership may have dropped it meanwhile
+                self._memberships.move_to_end(user_id)
         elif changes == self._changes:
             # Kept only if no membership changed while reading (it could be missing).
             self._memberships[user_id] = snap.memberships
@@ -120,7 +122,7 @@ class RoomLister:
             if self_left and m.room_id not in previously_sent:
                 continue
             listed.append(entry)
-        listed.sort(key=lambda e: (-e.activity, e.room_id))
+        listed.sort(key=_newest_first)
         return RoomList(snap.upto, listed, {e.room_id: e for e in listed},
                         frozenset(_dm_rooms(snap.direct)), visible)
 
@@ -193,6 +195,10 @@ class RoomLister:
                 if isinstance(via, list) and via:
                     children.add(child)
         return children
+
+
+def _newest_first(entry: Entry) -> tuple[int, str]:
+    return -entry.activity, entry.room_id
 
 
 def _dm_rooms(direct: dict[str, Any] | None) -> set[str]:

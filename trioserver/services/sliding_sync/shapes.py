@@ -3,18 +3,26 @@
 The engine produces one internal shape; `to_v4` gives MSC4186's final `/v4/sync` response and
 `to_unstable` the shape current clients (matrix-rust-sdk, Element X) read from the unstable
 endpoint, as Synapse serves it: `ops` in lists, `invite_state`, `unstable_expanded_timeline`,
-notification counts in every joined room, and no `lists`/`membership` or state stubs in rooms.
+notification counts in every room, and no `lists`/`membership` or state stubs in rooms.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-# Extension keys of the stable endpoint while their MSCs are unstable (MSC4508).
-_V4_EXTENSION_KEYS = {"typing": "org.matrix.msc4508.typing"}
+_MSC_PREFIX = re.compile(r"org\.matrix\.msc\d+\.")
 
 
-def to_v4(body: dict[str, Any]) -> dict[str, Any]:
+def extension_keys(requested: Any) -> dict[str, str]:
+    """Extension name -> the key the client used for it (`to_device` or a prefixed alias such
+    as `org.matrix.msc4538.to_device`), so results come back under the client's own key."""
+    if not isinstance(requested, dict):
+        return {}
+    return {_MSC_PREFIX.sub("", k, count=1): k for k in requested if isinstance(k, str)}
+
+
+def to_v4(body: dict[str, Any], keys: dict[str, str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"pos": body["pos"]}
     if body["lists"]:
         out["lists"] = {name: {"count": lst["count"]} for name, lst in body["lists"].items()}
@@ -26,8 +34,7 @@ def to_v4(body: dict[str, Any]) -> dict[str, Any]:
     if rooms:
         out["rooms"] = rooms
     if body["extensions"]:
-        out["extensions"] = {_V4_EXTENSION_KEYS.get(k, k): v
-                             for k, v in body["extensions"].items()}
+        out["extensions"] = {(keys or {}).get(k, k): v for k, v in body["extensions"].items()}
     return out
 
 
@@ -48,10 +55,10 @@ def to_unstable(body: dict[str, Any]) -> dict[str, Any]:
         for key in ("name", "avatar"):
             if key in r and r[key] is None:
                 del r[key]
-        unread = r.pop("unread", None)
-        if unread is not None:
-            r["notification_count"] = unread.get("notification_count", 0)
-            r["highlight_count"] = unread.get("highlight_count", 0)
+        # Always present in this shape (Synapse sends them for invites and left rooms too).
+        unread = r.pop("unread", None) or {}
+        r["notification_count"] = unread.get("notification_count", 0)
+        r["highlight_count"] = unread.get("highlight_count", 0)
         rooms[room_id] = r
     out["rooms"] = rooms
     out["extensions"] = body["extensions"]
