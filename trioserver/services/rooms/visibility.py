@@ -60,6 +60,41 @@ def _allowed(at: _At, ordering: int, joins: Sequence[int]) -> bool:
     return at.visibility == "invited" and at.membership == "invite"
 
 
+def visible_events(conn: apsw.Connection, user_id: str, room_id: str,
+                   events: Sequence[StoredEvent]) -> list[StoredEvent]:
+    """The events (order kept) that `user_id` may see, read in the caller's transaction."""
+    if not events:
+        return []
+    joins = [
+        s.stream_ordering
+        for s in events_repo.state_events_of_key(conn, room_id, "m.room.member", user_id)
+        if _membership(s) == "join"
+    ]
+    cache: dict[int, _At] = {}
+
+    def at(group: int) -> _At:
+        if group not in cache:
+            cache[group] = _at(conn, group, user_id)
+        return cache[group]
+
+    visible: list[StoredEvent] = []
+    for s in events:
+        own_membership = (s.pdu.get("type") == "m.room.member"
+                          and s.pdu.get("state_key") == user_id)
+        if own_membership:
+            # As Synapse: users always see their own membership changes, so a
+            # rejected invite, kick or ban is never invisible to its target.
+            visible.append(s)
+            continue
+        allowed = _allowed(at(s.state_after), s.stream_ordering, joins)
+        special = s.pdu.get("type") == "m.room.history_visibility"
+        if not allowed and special:
+            allowed = _allowed(at(s.state_before), s.stream_ordering, joins)
+        if allowed:
+            visible.append(s)
+    return visible
+
+
 class Visibility:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -69,35 +104,4 @@ class Visibility:
         """The events (order kept) that `user_id` may see."""
         if not events:
             return []
-
-        def txn(conn: apsw.Connection) -> list[StoredEvent]:
-            joins = [
-                s.stream_ordering
-                for s in events_repo.state_events_of_key(conn, room_id, "m.room.member", user_id)
-                if _membership(s) == "join"
-            ]
-            cache: dict[int, _At] = {}
-
-            def at(group: int) -> _At:
-                if group not in cache:
-                    cache[group] = _at(conn, group, user_id)
-                return cache[group]
-
-            visible: list[StoredEvent] = []
-            for s in events:
-                own_membership = (s.pdu.get("type") == "m.room.member"
-                                  and s.pdu.get("state_key") == user_id)
-                if own_membership:
-                    # As Synapse: users always see their own membership changes, so a
-                    # rejected invite, kick or ban is never invisible to its target.
-                    visible.append(s)
-                    continue
-                allowed = _allowed(at(s.state_after), s.stream_ordering, joins)
-                special = s.pdu.get("type") == "m.room.history_visibility"
-                if not allowed and special:
-                    allowed = _allowed(at(s.state_before), s.stream_ordering, joins)
-                if allowed:
-                    visible.append(s)
-            return visible
-
-        return await self._db.read(txn)
+        return await self._db.read(lambda conn: visible_events(conn, user_id, room_id, events))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import apsw
+
 from trioserver.services.events.event import Event
 from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.reads import RoomReader, make_token
@@ -86,17 +88,15 @@ class RoomDataBuilder:
         timeline, limited = await self._syncer.timeline(user_id, Window(room_id, since, end),
                                                         limit)
         events = [e for _, e in timeline]
-        state_now = await self._syncer.state_at(room_id, end)
+        since_pos = None if initial or sent is None else sent.events_pos
+        state_now, changed, counts = await self._db.read(
+            lambda c: _state_and_counts(c, room_id, end, since_pos))
         rs = config.required_state
 
         if initial or sent is None:
-            changed: dict[tuple[str, str], str | None] = dict(state_now)
             keys = {k for k in state_now if self._wanted(rs, k)}
             known_members: frozenset[tuple[str, str]] = frozenset()
         else:
-            before = await self._syncer.state_at(room_id, sent.events_pos)
-            changed = {k: state_now.get(k) for k in set(before) | set(state_now)
-                       if before.get(k) != state_now.get(k)}
             keys = {k for k in changed if self._wanted(rs, k)}
             if rs.lazy_members and not limited:
                 # Non-gappy: every membership change since the last sync, so the client can
@@ -121,9 +121,10 @@ class RoomDataBuilder:
         present = {k: state_now[k] for k in keys if k in state_now}
         stubs = sorted(k for k in keys if k not in state_now)
         state_events = await self._cache.events(present.values())
-        formatted = await self._reader.format(
-            [state_events[v] for v in present.values() if v in state_events])
-        required: list[dict[str, Any]] = [_no_room_id(e) for e in formatted]
+        state_list = [state_events[v] for v in present.values() if v in state_events]
+        # One formatting pass (one read) for state and timeline together.
+        formatted = await self._reader.format(state_list + events, (user_id, device_id))
+        required: list[dict[str, Any]] = [_no_room_id(e) for e in formatted[:len(state_list)]]
         required += [{"type": t, "state_key": sk} for t, sk in stubs]
 
         if initial:
@@ -132,13 +133,12 @@ class RoomDataBuilder:
             out["expanded_timeline"] = True
         if required or initial:
             out["required_state"] = required
-        device = (user_id, device_id)
-        out["timeline"] = [_no_room_id(e) for e in await self._reader.format(events, device)]
+        out["timeline"] = [_no_room_id(e) for e in formatted[len(state_list):]]
         out["limited"] = limited
         out["prev_batch"] = make_token(timeline[0][0].stream_ordering - 1 if timeline else end)
         out["num_live"] = sum(1 for stored, _ in timeline
                               if req.previous_pos and stored.stream_ordering > req.previous_pos)
-        await self._meta(user_id, room_id, state_now, changed, initial, out)
+        await self._meta(user_id, state_now, changed, counts, initial, out)
         if initial and req.is_dm:
             out["is_dm"] = True
         elif not initial and sent is not None and req.is_dm != sent.is_dm:
@@ -159,8 +159,9 @@ class RoomDataBuilder:
         # from the timeline (below).
         return rs_rules.matches(rs, key[0], key[1])
 
-    async def _meta(self, user_id: str, room_id: str, state: StateMap,
-                    changed: dict[tuple[str, str], str | None], initial: bool,
+    async def _meta(self, user_id: str, state: StateMap,
+                    changed: dict[tuple[str, str], str | None],
+                    counts: tuple[int, int] | None, initial: bool,
                     out: dict[str, Any]) -> None:
         """name, avatar, heroes and member counts: all on first sight, then what changed."""
         ids = [state[k] for k in (("m.room.name", ""), ("m.room.avatar", "")) if k in state]
@@ -173,10 +174,8 @@ class RoomDataBuilder:
         if (initial and avatar is not None) or (
                 not initial and ("m.room.avatar", "") in changed):
             out["avatar"] = avatar
-        members_changed = initial or any(k[0] == MEMBER for k in changed)
-        if members_changed:
-            joined, invited = await self._db.read(
-                lambda c: list_repo.member_counts(c, room_id))
+        if counts is not None:  # first sight, or the members changed
+            joined, invited = counts
             out["joined_count"] = joined
             out["invited_count"] = invited
             if name is None:
@@ -200,6 +199,27 @@ class RoomDataBuilder:
                     hero[field_name] = value
             heroes.append(hero)
         return heroes
+
+
+def _state_at(conn: apsw.Connection, room_id: str, position: int) -> StateMap:
+    last = events_repo.last_event_at_or_before(conn, room_id, position)
+    return events_repo.load_state_group(conn, last.state_after) if last else {}
+
+
+def _state_and_counts(conn: apsw.Connection, room_id: str, end: int, since: int | None
+                      ) -> tuple[StateMap, dict[tuple[str, str], str | None],
+                                 tuple[int, int] | None]:
+    """In one snapshot: the state at `end`, what changed since `since` (all of it on first
+    sight) and, when members are new or changed, the (joined, invited) counts."""
+    now = _state_at(conn, room_id, end)
+    if since is None:
+        changed: dict[tuple[str, str], str | None] = dict(now)
+    else:
+        before = _state_at(conn, room_id, since)
+        changed = {k: now.get(k) for k in set(before) | set(now) if before.get(k) != now.get(k)}
+    members_changed = since is None or any(k[0] == MEMBER for k in changed)
+    counts = list_repo.member_counts(conn, room_id) if members_changed else None
+    return now, changed, counts
 
 
 def _content_str(events: dict[str, Event], event_id: str | None, key: str) -> str | None:

@@ -13,7 +13,7 @@ from trioserver.services.receipts.sources import shape_for_filter
 from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.client_format import stripped_state
 from trioserver.services.rooms.reads import EventFilter, RoomReader, make_token
-from trioserver.services.rooms.visibility import Visibility
+from trioserver.services.rooms.visibility import Visibility, visible_events
 from trioserver.services.sync.filters import RoomFilter
 from trioserver.services.sync.streams import RoomExtras
 from trioserver.storage.db import Database
@@ -49,10 +49,6 @@ class RoomSyncer:
         whether older ones in the window were left out."""
         return await self._timeline(user_id, window, EventFilter(limit=limit))
 
-    async def state_at(self, room_id: str, position: int) -> StateMap:
-        """The room's state (event IDs) after the last event at or before `position`."""
-        return await self._state_at(room_id, position)
-
     async def _timeline(self, user_id: str, window: Window, flt: EventFilter
                         ) -> tuple[list[tuple[StoredEvent, Event]], bool]:
         """The newest `flt.limit` visible, matching events of the window, oldest first, and
@@ -60,22 +56,36 @@ class RoomSyncer:
         limit = flt.limit
         picked: list[tuple[StoredEvent, Event]] = []
         cursor = window.upto
-        limited = False
         scanned = 0
+        # Start with just enough rows for the limit (plus one, to know whether it was
+        # limited); read more, doubling, only when invisible or filtered events were skipped.
+        size = limit + 1
         while len(picked) < limit + 1 and scanned < 5000:
-            batch = await self._db.read(lambda c, cur=cursor: events_repo.room_events(  # type: ignore[misc]
-                c, window.room_id, after=window.since, before=cur + 1, backwards=True,
-                limit=max(limit * 2, 20)))
-            if not batch:
+            def txn(conn: apsw.Connection, before: int = cursor + 1, n: int = size
+                    ) -> tuple[int, list[StoredEvent]]:
+                batch = events_repo.room_events(conn, window.room_id, after=window.since,
+                                                before=before, backwards=True, limit=n)
+                last = batch[-1].stream_ordering if batch else 0
+                return last, visible_events(conn, user_id, window.room_id, batch)
+
+            last, visible = await self._db.read(txn)
+            if not last:
                 break
-            scanned += len(batch)
-            visible = await self._visibility.filter(user_id, window.room_id, batch)
-            parsed = await self._cache.events(v.event_id for v in visible)
-            for stored in visible:
-                event = parsed[stored.event_id]
+            scanned += size
+            needed = limit + 1 - len(picked)
+            parsed = await self._cache.events(v.event_id for v in visible[:needed])
+            for i, stored in enumerate(visible):
+                if len(picked) > limit:
+                    break
+                event = parsed.get(stored.event_id)
+                if event is None:  # beyond the first `needed`: parse on demand
+                    event = (await self._cache.events(
+                        v.event_id for v in visible[i:i + needed]))[stored.event_id]
                 if flt.matches(event):
                     picked.append((stored, event))
-            cursor = batch[-1].stream_ordering - 1
+            cursor = last - 1
+            size = min(size * 2, 200)
+        limited = False
         if len(picked) > limit:
             picked = picked[:limit]
             limited = True
