@@ -42,6 +42,10 @@ from trioserver.api.client import (
     to_device,
     typing_notifications,
 )
+from trioserver.api.federation import events as federation_events
+from trioserver.api.federation import keys as federation_keys
+from trioserver.api.federation import rooms as federation_rooms
+from trioserver.api.federation import version as federation_version
 from trioserver.api.http import reply
 from trioserver.api.observe import ROUTE_KEY, annotate
 from trioserver.api.streaming import BackPressureHTTPConnection, media_aware_request
@@ -83,6 +87,8 @@ def create_app(services: Services) -> QuartTrio:
                    room_events, directory, sync, sliding_sync, status, keys,
                    account_data, typing_notifications, presence, to_device, receipts,
                    push_rules, key_backup, dehydrated_devices, media):
+        app.register_blueprint(module.create_blueprint(services))
+    for module in (federation_keys, federation_version, federation_rooms, federation_events):
         app.register_blueprint(module.create_blueprint(services))
 
     @app.before_request

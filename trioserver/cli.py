@@ -1,5 +1,6 @@
 """Command line: `trioserver serve | generate-config | register-user | media | --version`, the
-admin commands (reset-password, deactivate, list-users, make-admin) and backup | restore."""
+admin commands (reset-password, deactivate, list-users, make-admin), backup | restore and
+rotate-signing-key."""
 
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     stats = media_sub.add_parser("stats", help="print media counts and sizes as JSON")
     common(stats)
     _admin_parsers(sub, common)
+    rotate = sub.add_parser(
+        "rotate-signing-key", help="replace the server's signing key (offline)",
+        description="Stop the server first. The new key becomes current; the old one is kept "
+                    "as an old verify key (expired now), published in old_verify_keys.")
+    common(rotate)
     return p
 
 
@@ -209,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         from trioserver.backup import run_backup
 
         return run_backup(config, args)
+    if args.command == "rotate-signing-key":
+        from trioserver.key_rotation import run_rotate_signing_key
+
+        return run_rotate_signing_key(config, args)
     if args.command == "restore":
         from trioserver.restore import run_restore
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -116,6 +117,28 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class Federation:
+    # Talk to other homeservers (outbound requests, other servers' keys).
+    enabled: bool = True
+    # Notary servers asked for a server's keys when the server itself cannot be reached.
+    trusted_key_servers: tuple[str, ...] = ("matrix.org",)
+    # PEM file of the CAs to trust for outbound federation TLS instead of the system's.
+    ca_file: str = ""
+    # Skip certificate checks on outbound federation (tests only).
+    insecure_skip_verify: bool = False
+    # Networks (CIDRs) federation may connect to although private or loopback; `true` in the
+    # file means every address.
+    allow_private_addresses: tuple[str, ...] = ()
+    # A separate listener for federation traffic ("HOST:PORT"); empty: none.
+    listen: str = ""
+    # Whole outbound request, and its TCP+TLS connect, in seconds.
+    request_timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    # Fetching another server's keys (on the path of checking its requests).
+    key_request_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str = "localhost"
     data_dir: Path = Path("./data")
@@ -138,6 +161,7 @@ class Config:
     media: Media = field(default_factory=Media)
     tls: Tls = field(default_factory=Tls)
     metrics: Metrics = field(default_factory=Metrics)
+    federation: Federation = field(default_factory=Federation)
 
     @property
     def listen_host(self) -> str:
@@ -180,7 +204,24 @@ _SECTIONS: dict[str, type[Any]] = {
     "media": Media,
     "tls": Tls,
     "metrics": Metrics,
+    "federation": Federation,
 }
+
+# Every address: what `allow_private_addresses = true` stands for.
+ALL_ADDRESSES = ("0.0.0.0/0", "::/0")
+
+
+def _coerce_address_list(where: str, value: Any) -> tuple[str, ...]:
+    """A list of CIDRs, or true (every address) / false (none)."""
+    if isinstance(value, bool):
+        return ALL_ADDRESSES if value else ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: expected a list of CIDRs, or true or false")
+    return tuple(value)
+
+
+# Keys whose values are not read by the default's type.
+_CUSTOM_COERCE = {"federation.allow_private_addresses": _coerce_address_list}
 
 
 def _coerce(where: str, value: Any, default: Any) -> Any:
@@ -231,6 +272,8 @@ def _apply(obj: Any, table: dict[str, Any], prefix: str) -> Any:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: expected a [{key}] table")
             changes[key] = _apply(current, value, f"{key}.")
+        elif where in _CUSTOM_COERCE:
+            changes[key] = _CUSTOM_COERCE[where](where, value)
         else:
             changes[key] = _coerce(where, value, current)
     return replace(obj, **changes)
@@ -299,6 +342,7 @@ def validate(config: Config) -> Config:
     if config.media.unused_expires_s < 1:
         raise ConfigError("media.unused_expires_s: must be at least 1")
     _validate_network(config)
+    _validate_federation(config.federation)
     for url in (config.public_baseurl, config.well_known.client_base_url):
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{url!r}: URLs must start with http:// or https://")
@@ -320,6 +364,31 @@ def _validate_network(config: Config) -> None:
             raise ConfigError(f"trusted_proxies: {entry!r} is not an address or CIDR") from None
 
 
+def _validate_federation(fed: Federation) -> None:
+    for name in fed.trusted_key_servers:
+        if not is_valid_server_name(name):
+            raise ConfigError(f"federation.trusted_key_servers: {name!r} is not a server name")
+    for entry in fed.allow_private_addresses:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"federation.allow_private_addresses: {entry!r} is not an address or CIDR"
+            ) from None
+    if fed.listen:
+        try:
+            split_listen(fed.listen)
+        except ConfigError:
+            raise ConfigError(
+                f"federation.listen: expected HOST:PORT, got {fed.listen!r}") from None
+    if fed.ca_file:
+        # Loaded once here so that a bad file stops start-up with the key named.
+        try:
+            ssl.create_default_context(cafile=fed.ca_file)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"federation.ca_file: cannot load {fed.ca_file}: {e}") from None
+
+
 def _bucket(limit: RateLimit) -> str:
     return f"{{ per_second = {limit.per_second}, burst = {limit.burst} }}"
 
@@ -329,6 +398,7 @@ def sample_config(server_name: str) -> str:
     d = Config()
     r = d.rate_limits
     m = d.media
+    f = d.federation
     return f"""\
 # trioserver configuration. Every key is optional; the values shown are the defaults.
 # Precedence: these defaults < this file < TRIOSERVER_* environment variables < command-line flags.
@@ -443,4 +513,31 @@ http2 = {str(d.tls.http2).lower()}
 # Prometheus text at http://<listen>/metrics on its own listener (keep it on loopback or a
 # private network). Empty string: no metrics listener.
 listen = "{d.metrics.listen}"
+
+[federation]
+# Talk to other Matrix servers. false: no outbound federation requests and no fetching of other
+# servers' keys; /_matrix/federation endpoints answer 404. This server's own keys
+# (/_matrix/key/v2/server) are served either way.
+enabled = {str(f.enabled).lower()}
+# Notary servers asked for another server's signing keys when that server cannot be reached
+# itself (POST /_matrix/key/v2/query); their answers must be signed by them. [] asks no one.
+trusted_key_servers = [{", ".join(f'"{s}"' for s in f.trusted_key_servers)}]
+# PEM file of the certificate authorities trusted for outbound federation TLS, instead of the
+# system's. Empty: the system's CA store.
+ca_file = ""
+# true turns off certificate checks of other servers. For tests only: anyone on the network
+# path could then impersonate any server.
+insecure_skip_verify = {str(f.insecure_skip_verify).lower()}
+# Outbound federation never connects to private, loopback, link-local or other non-public
+# addresses (whatever DNS, SRV or .well-known say) except those in these networks, e.g.
+# ["10.0.0.0/8", "fd00::/8"] for a private federation; true allows every address.
+allow_private_addresses = []
+# A separate listener for federation ("HOST:PORT", e.g. "0.0.0.0:8448" behind a TLS proxy).
+# Empty: federation is served on the listeners above.
+listen = "{f.listen}"
+# Seconds for a whole outbound request, and for its TCP and TLS connect.
+request_timeout_s = {f.request_timeout_s}
+connect_timeout_s = {f.connect_timeout_s}
+# Seconds for fetching another server's keys (done while checking its requests).
+key_request_timeout_s = {f.key_request_timeout_s}
 """

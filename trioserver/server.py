@@ -149,6 +149,7 @@ async def main(
             await nursery.start(services.typing.run)
             await nursery.start(services.presence.run)
             await nursery.start(services.admin_watch.run)
+            await nursery.start(services.federation_sender.run)
             await nursery.start(systemd_notify.run_watchdog)
             nursery.start_soon(_wait_for_signal, stop)
             async with trio.open_nursery() as http:

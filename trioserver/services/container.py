@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 from trioserver.concurrency import KeyedSerializer, Notifier
 from trioserver.config import Config
@@ -14,6 +16,13 @@ from trioserver.services.dehydrated_devices import DehydratedDevices
 from trioserver.services.devices import Devices
 from trioserver.services.e2ee import E2EEKeys
 from trioserver.services.events.signing import SigningKey
+from trioserver.services.federation.client import FederationClient
+from trioserver.services.federation.inbound import InboundFederation
+from trioserver.services.federation.keys import KeyRing
+from trioserver.services.federation.reads import FederationReads
+from trioserver.services.federation.room_servers import RoomServers
+from trioserver.services.federation.sender import FederationSender
+from trioserver.services.federation.setup import build_federation
 from trioserver.services.key_backup import KeyBackup
 from trioserver.services.media import MediaRepository
 from trioserver.services.passwords import PasswordHasher
@@ -27,6 +36,7 @@ from trioserver.services.rooms.appender import Appender
 from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.directory import Directory
 from trioserver.services.rooms.reads import RoomReader
+from trioserver.services.rooms.remote import RemoteEvents
 from trioserver.services.rooms.service import Rooms
 from trioserver.services.rooms.upgrade import Upgrader
 from trioserver.services.sessions import Sessions
@@ -88,6 +98,15 @@ class Services:
     # Started by server.py: `await nursery.start(services.admin_watch.run)`.
     admin_watch: AdminWatch
     sliding_sync: SlidingSyncEngine
+    # Other servers' keys (and ours), and signed requests to other servers.
+    keyring: KeyRing
+    federation_client: FederationClient
+    room_servers: RoomServers
+    federation_reads: FederationReads
+    federation_in: InboundFederation
+    # Started by server.py: `await nursery.start(services.federation_sender.run)`.
+    federation_sender: FederationSender
+    remote_events: RemoteEvents
 
 
 def build_services(config: Config, db: Database, ttl: TTLStore,
@@ -140,6 +159,25 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     sync = SyncEngine(db, notifier, filters, syncer, sources,
                       presence_hook=presence.touch,
                       initial_account_data=[push_rules.initial_account_data])
+    keyring, federation_client = build_federation(config, db, signing_key)
+    room_servers = RoomServers(db)
+    appender.add_membership_listener(room_servers.on_membership)
+    remote_events = RemoteEvents(db, room_cache, serializer, appender)
+
+    async def send_transaction(destination: str, txn_id: str, body: dict[str, Any]) -> Any:
+        return await federation_client.put_json(
+            destination, f"/_matrix/federation/v1/send/{quote(txn_id, safe='')}", body)
+
+    async def fetch_missing(origin: str, room_id: str, earliest: list[str],
+                            latest: list[str], limit: int) -> list[Any]:
+        response = await federation_client.post_json(
+            origin, f"/_matrix/federation/v1/get_missing_events/{quote(room_id, safe='')}",
+            {"earliest_events": earliest, "latest_events": latest, "limit": limit})
+        events = response.get("events") if isinstance(response, dict) else None
+        return events if isinstance(events, list) else []
+
+    federation_sender = FederationSender(config.server_name, room_servers, send_transaction)
+    appender.add_event_listener(federation_sender.on_event)
     return Services(
         config=config,
         db=db,
@@ -173,4 +211,12 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         info=ServerInfo(base_url=config.base_url()),
         admin_watch=AdminWatch(db, sessions, notifier),
         sliding_sync=sliding_sync,
+        keyring=keyring,
+        federation_client=federation_client,
+        room_servers=room_servers,
+        federation_reads=FederationReads(config.server_name, db, room_cache, room_servers),
+        federation_in=InboundFederation(config.server_name, room_cache, remote_events, keyring,
+                                        ttl, fetch_missing),
+        federation_sender=federation_sender,
+        remote_events=remote_events,
     )

@@ -289,6 +289,12 @@ class Appender:
             log.exception("commit hook failed to prepare in %s", room_id)
             return None
 
+    def announce(self, view: RoomView, events: Sequence[Event], orderings: Sequence[int]
+                 ) -> None:
+        """After events from elsewhere (federation) were persisted: caches, listeners and
+        waiting long-polls, as for a local append."""
+        self._finish(view, events, orderings, None)
+
     def _finish(self, view: RoomView, events: Sequence[Event], orderings: Sequence[int],
                 prepared: PreparedWrite | None) -> None:
         self._cache.put_room(view)
@@ -356,6 +362,8 @@ def _persist(conn: apsw.Connection, room_id: str, events: Sequence[Event],
         if event.redacts is not None:
             events_repo.add_redaction(conn, event.redacts, event.event_id)
     events_repo.set_forward_extremities(conn, room_id, [events[-1].event_id])
+    # One extremity again: the current state is the state after it.
+    rooms_repo.clear_current_state_group(conn, room_id)
     assert group is not None
     return orderings, group
 

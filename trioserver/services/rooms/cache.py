@@ -72,7 +72,9 @@ class RoomCache:
             newest = max(stored.values(), key=lambda s: s.stream_ordering)
             state = events_repo.current_state_ids(conn, room_id)
             depth = max(int(s.pdu["depth"]) for s in stored.values())  # type: ignore[call-overload]
-            return RoomView(room_id, version, state, newest.state_after, extremities, depth,
+            # With several extremities the current state was resolved and has its own group.
+            group = rooms_repo.current_state_group(conn, room_id) or newest.state_after
+            return RoomView(room_id, version, state, group, extremities, depth,
                             state[("m.room.create", "")])
 
         view = await self._db.read(load)

@@ -282,6 +282,12 @@ def set_current_state(conn: apsw.Connection, room_id: str, event_type: str, stat
     )
 
 
+def delete_current_state(conn: apsw.Connection, room_id: str, event_type: str,
+                         state_key: str) -> None:
+    conn.execute("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
+                 (room_id, event_type, state_key))
+
+
 def current_state_ids(conn: apsw.Connection, room_id: str) -> StateMap:
     return {(t, k): e for t, k, e in conn.execute(
         "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,))}

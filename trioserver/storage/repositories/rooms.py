@@ -31,6 +31,22 @@ def get_room(conn: apsw.Connection, room_id: str) -> RoomRow | None:
     return None if row is None else RoomRow(row[0], row[1], row[2], bool(row[3]))
 
 
+def current_state_group(conn: apsw.Connection, room_id: str) -> int | None:
+    row = conn.execute("SELECT current_state_group FROM rooms WHERE room_id = ?",
+                       (room_id,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def set_current_state_group(conn: apsw.Connection, room_id: str, group: int | None) -> None:
+    conn.execute("UPDATE rooms SET current_state_group = ? WHERE room_id = ?", (group, room_id))
+
+
+def clear_current_state_group(conn: apsw.Connection, room_id: str) -> None:
+    """The current state is the state after the (single) newest event again."""
+    conn.execute("UPDATE rooms SET current_state_group = NULL WHERE room_id = ?"
+                 " AND current_state_group IS NOT NULL", (room_id,))
+
+
 def set_published(conn: apsw.Connection, room_id: str, published: bool) -> None:
     conn.execute("UPDATE rooms SET published = ? WHERE room_id = ?", (int(published), room_id))
 

@@ -1,0 +1,1 @@
+"""The Server-Server API (/_matrix/federation) and the key API (/_matrix/key)."""

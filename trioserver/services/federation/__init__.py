@@ -1,0 +1,1 @@
+"""Federation: server keys, request signing, server discovery and the outbound HTTP client."""

@@ -1,0 +1,187 @@
+"""Inbound federation: transactions (`/send`) and remote users joining our rooms.
+
+A transaction is handled once per (origin, txnId) (retries get the first answer). Each PDU
+must come from the origin (its sender is a user of the origin server), pass the PDU checks
+(pdus.py) and the room checks (rooms/remote.py); a PDU whose prev_events we lack is retried
+once after fetching them from the origin with `get_missing_events`. A PDU that fails gets an
+`error` in the response and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from trioserver.errors import Codes, MatrixError
+from trioserver.identifiers import split_user_id
+from trioserver.services.clock import now_ms
+from trioserver.services.events import auth_rules
+from trioserver.services.events.auth_numbers import AuthError
+from trioserver.services.events.event import Event
+from trioserver.services.events.room_versions import EventIdFormat
+from trioserver.services.federation.pdus import PduError, VerifyKeys, check_pdu
+from trioserver.services.rooms.cache import RoomCache, RoomView
+from trioserver.services.rooms.remote import Outcome, RemoteEvents
+from trioserver.storage.ttl_store import TTLStore
+
+log = logging.getLogger(__name__)
+
+MAX_PDUS = 50
+MAX_EDUS = 100
+TXN_TTL_S = 3600.0
+MISSING_EVENTS_LIMIT = 20
+
+
+class FetchMissing(Protocol):
+    async def __call__(self, origin: str, room_id: str, earliest: list[str],
+                       latest: list[str], limit: int) -> list[Any]: ...
+
+
+def _server_of(user_id: str) -> str | None:
+    parts = split_user_id(user_id)
+    return parts[1] if parts is not None else None
+
+
+class InboundFederation:
+    def __init__(self, server_name: str, cache: RoomCache, remote: RemoteEvents,
+                 keys: VerifyKeys, ttl: TTLStore, fetch_missing: FetchMissing | None = None
+                 ) -> None:
+        self._server_name = server_name
+        self._cache = cache
+        self._remote = remote
+        self._keys = keys
+        self._ttl = ttl
+        self._fetch_missing = fetch_missing
+
+    # -- /send -----------------------------------------------------------------------------
+
+    async def transaction(self, origin: str, txn_id: str, body: dict[str, Any]
+                          ) -> dict[str, Any]:
+        pdus, edus = body.get("pdus", []), body.get("edus", [])
+        if not isinstance(pdus, list) or not isinstance(edus, list):
+            raise MatrixError(400, Codes.BAD_JSON, "pdus and edus must be arrays")
+        if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
+            raise MatrixError(400, Codes.TOO_LARGE,
+                              f"at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs per transaction")
+        key = f"fedtxn:{origin}:{txn_id}"
+        done = self._ttl.get(key)
+        if isinstance(done, dict):
+            return done
+        results: dict[str, Any] = {}
+        for pdu in pdus:
+            event_id, error = await self._one_pdu(origin, pdu)
+            if event_id is not None:
+                results[event_id] = {"error": error} if error else {}
+        response = {"pdus": results}
+        self._ttl.set(key, response, TXN_TTL_S)
+        return response
+
+    async def _one_pdu(self, origin: str, pdu: Any) -> tuple[str | None, str | None]:
+        if not isinstance(pdu, dict) or not isinstance(pdu.get("room_id"), str):
+            return None, None
+        room_id = pdu["room_id"]
+        version = await self._cache.room_version(room_id)
+        label = str(pdu.get("event_id", "?"))
+        if version is None:
+            return label, "this server is not in the room"
+        try:
+            event = await check_pdu(pdu, version, self._keys)
+        except PduError as e:
+            return label, str(e)
+        if _server_of(event.sender) != origin:
+            return event.event_id, f"the sender {event.sender} is not on {origin}"
+        result = await self._remote.accept(event)
+        if result.outcome is Outcome.MISSING_PREVS and self._fetch_missing is not None:
+            await self._fill_gap(origin, event)
+            result = await self._remote.accept(event)
+        if result.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+            return event.event_id, None
+        log.info("PDU %s from %s: %s %s", event.event_id, origin, result.outcome.value,
+                 result.reason)
+        return event.event_id, f"{result.outcome.value}: {result.reason}"
+
+    async def _fill_gap(self, origin: str, event: Event) -> None:
+        """Fetch the events between our extremities and `event` from the origin."""
+        view = await self._cache.room(event.room_id)
+        assert self._fetch_missing is not None
+        if view is None:
+            return
+        try:
+            missing = await self._fetch_missing(origin, event.room_id, list(view.extremities),
+                                                [event.event_id], MISSING_EVENTS_LIMIT)
+        except Exception as e:
+            log.info("get_missing_events from %s failed: %s", origin, e)
+            return
+        checked: list[Event] = []
+        for pdu in missing:
+            try:
+                checked.append(await check_pdu(pdu, view.room_version, self._keys))
+            except PduError as e:
+                log.info("missing event from %s refused: %s", origin, e)
+        for earlier in sorted(checked, key=lambda e: (e.depth, e.event_id)):
+            await self._remote.accept(earlier)
+
+    # -- joins from other servers -----------------------------------------------------------
+
+    async def make_join(self, origin: str, room_id: str, user_id: str,
+                        versions: list[str]) -> dict[str, Any]:
+        if _server_of(user_id) != origin:
+            raise MatrixError(403, Codes.FORBIDDEN, f"{user_id} is not a user of {origin}")
+        view = await self._cache.room(room_id)
+        if view is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        if view.room_version.identifier not in versions:
+            raise MatrixError(400, Codes.INCOMPATIBLE_ROOM_VERSION,
+                              f"The room is version {view.room_version.identifier}",
+                              room_version=view.room_version.identifier)
+        content = {"membership": "join"}
+        wanted = auth_rules.auth_types_for_event("m.room.member", user_id, user_id, content,
+                                                 view.room_version)
+        template: dict[str, Any] = {
+            "type": "m.room.member", "state_key": user_id, "sender": user_id,
+            "content": content, "room_id": room_id, "origin": self._server_name,
+            "origin_server_ts": now_ms(), "depth": view.depth + 1,
+            "prev_events": list(view.extremities),
+            "auth_events": [view.state[k] for k in wanted if k in view.state],
+        }
+        # Refuse early what the room's rules would refuse (e.g. an invite-only room).
+        probe_pdu = dict(template)
+        if view.room_version.event_id_format is EventIdFormat.V1:
+            probe_pdu["event_id"] = f"$probe:{self._server_name}"
+        await self._check_allowed(view, Event.from_pdu(probe_pdu, view.room_version), wanted)
+        return {"event": template, "room_version": view.room_version.identifier}
+
+    async def _check_allowed(self, view: RoomView, event: Event,
+                             wanted: list[tuple[str, str]]) -> None:
+        keys = [("m.room.create", ""), *wanted]
+        found = await self._cache.events(view.state[k] for k in keys if k in view.state)
+        auth_state = {k: found[view.state[k]] for k in keys
+                      if k in view.state and view.state[k] in found}
+        try:
+            auth_rules.check_event(event, auth_state, found.get(view.create_event_id))
+        except AuthError as e:
+            raise MatrixError(403, Codes.FORBIDDEN, f"You cannot join this room: {e}") from None
+
+    async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any
+                        ) -> dict[str, Any]:
+        """Accept a remote user's signed join; answer with the room's state and auth chain."""
+        view = await self._cache.room(room_id)
+        if view is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        try:
+            event = await check_pdu(pdu, view.room_version, self._keys)
+        except PduError as e:
+            raise MatrixError(400, Codes.BAD_JSON, str(e)) from None
+        if event.event_id != event_id or event.room_id != room_id:
+            raise MatrixError(400, Codes.BAD_JSON, "event ID or room ID does not match the path")
+        if event.type != "m.room.member" or event.membership != "join" or \
+                event.state_key != event.sender or _server_of(event.sender) != origin:
+            raise MatrixError(400, Codes.BAD_JSON,
+                              f"not a join of a user of {origin} by themselves")
+        result = await self._remote.accept(event)
+        if result.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+            raise MatrixError(403, Codes.FORBIDDEN, f"join refused: {result.outcome.value}: "
+                              f"{result.reason}")
+        state, chain = await self._remote.state_and_auth_chain(room_id, event)
+        return {"origin": self._server_name, "event": dict(event.pdu),
+                "state": state, "auth_chain": chain, "members_omitted": False}
