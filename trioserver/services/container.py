@@ -18,6 +18,7 @@ from trioserver.services.e2ee import E2EEKeys
 from trioserver.services.events.signing import SigningKey
 from trioserver.services.federation.client import FederationClient
 from trioserver.services.federation.inbound import InboundFederation
+from trioserver.services.federation.joins import RemoteJoiner
 from trioserver.services.federation.keys import KeyRing
 from trioserver.services.federation.reads import FederationReads
 from trioserver.services.federation.room_servers import RoomServers
@@ -177,6 +178,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         return events if isinstance(events, list) else []
 
     federation_sender = FederationSender(config.server_name, room_servers, send_transaction)
+    rooms.remote_join = RemoteJoiner(config.server_name, signing_key, db, room_cache, appender,
+                                     federation_client, keyring).join
     appender.add_event_listener(federation_sender.on_event)
     return Services(
         config=config,

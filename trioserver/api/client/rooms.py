@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from trioserver.api.http import Fields, authenticate, json_body, reply
 from trioserver.errors import Codes, MatrixError
@@ -61,7 +61,9 @@ def create_blueprint(services: Services) -> Blueprint:
         """POST /_matrix/client/v3/join/{roomIdOrAlias} (spec: joinRoom)."""
         requester = await authenticate(sessions)
         body = await json_body(optional=True)
-        room_id = await rooms.join(requester, room_id_or_alias, body.opt_str("reason"))
+        # `via` (v1.12) and its deprecated name `server_name`: servers to join through.
+        via = [*request.args.getlist("via"), *request.args.getlist("server_name")]
+        room_id = await rooms.join(requester, room_id_or_alias, body.opt_str("reason"), via)
         return reply({"room_id": room_id})
 
     @bp.route("/_matrix/client/v3/rooms/<room_id>/join", methods=["POST"])

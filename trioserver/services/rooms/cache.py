@@ -111,6 +111,17 @@ class RoomCache:
                 event = await self._parse(s)
                 out[event_id] = event
                 self.put_event(event)
+            rest = [e for e in missing if e not in stored]
+            if rest:
+                # Outliers: auth and state events of rooms joined over federation.
+                outliers = await self._db.read(lambda c: events_repo.get_outliers(c, rest))
+                for event_id, (room_id, pdu) in outliers.items():
+                    version = await self.room_version(room_id)
+                    if version is None:
+                        continue
+                    event = Event.from_pdu(pdu, version, known_event_id=event_id)
+                    out[event_id] = event
+                    self.put_event(event)
         return out
 
     async def _parse(self, stored: StoredEvent) -> Event:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,9 @@ class CreateRoomRequest:
     power_level_content_override: dict[str, Any] | None = None
 
 
+RemoteJoin = Callable[[str, str, Sequence[str], dict[str, Any]], Awaitable[str]]
+
+
 def check_room_id(room_id: str) -> str:
     if not room_id.startswith("!") or len(room_id.encode()) > MAX_ID_BYTES or \
             not room_id[1:].isprintable() or len(room_id) < 2:
@@ -79,6 +83,8 @@ class Rooms:
         self._db = db
         self._cache = cache
         self._appender = appender
+        # Set by the composition root when federation is on: joins rooms on other servers.
+        self.remote_join: RemoteJoin | None = None
 
     # -- aliases --------------------------------------------------------------------------
 
@@ -218,11 +224,21 @@ class Rooms:
     # -- membership -----------------------------------------------------------------------
 
     async def join(self, requester: Requester, room_id_or_alias: str,
-                   reason: str | None = None) -> str:
+                   reason: str | None = None, via: Sequence[str] = ()) -> str:
         room_id = (await self.resolve_alias(room_id_or_alias)
                    if room_id_or_alias.startswith("#") else check_room_id(room_id_or_alias))
-        await self._room(room_id)
         content = await self.member_content(requester.user_id, "join", reason)
+        if await self._cache.room(room_id) is None:
+            # Not a room this server is in: join it through the servers the client named (and,
+            # for room IDs that carry one, the server in the ID).
+            servers = [*via]
+            if ":" in room_id:
+                servers.append(room_id.split(":", 1)[1])
+            if self.remote_join is None or not servers:
+                raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+            await self.remote_join(requester.user_id, room_id, servers, content)
+            await self._db.write(lambda c: rooms_repo.unforget(c, requester.user_id, room_id))
+            return room_id
         await self._appender.append(room_id, Draft("m.room.member", requester.user_id, content,
                                                    state_key=requester.user_id))
         await self._db.write(lambda c: rooms_repo.unforget(c, requester.user_id, room_id))

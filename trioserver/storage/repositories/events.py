@@ -269,6 +269,27 @@ def event_closest_to_ts(conn: apsw.Connection, room_id: str, ts: int, forwards: 
     return None if row is None else (str(row[0]), int(row[1]))
 
 
+# -- outliers --------------------------------------------------------------------------------
+
+
+def insert_outlier(conn: apsw.Connection, event_id: str, room_id: str,
+                   pdu: Mapping[str, object]) -> None:
+    conn.execute("INSERT OR IGNORE INTO outlier_events (event_id, room_id, pdu) VALUES (?, ?, ?)",
+                 (event_id, room_id, encode_pdu(pdu)))
+
+
+def get_outliers(conn: apsw.Connection, event_ids: Iterable[str]
+                 ) -> dict[str, tuple[str, dict[str, object]]]:
+    """event_id -> (room_id, pdu) of the outliers among `event_ids`."""
+    out: dict[str, tuple[str, dict[str, object]]] = {}
+    for event_id in event_ids:
+        row = conn.execute("SELECT room_id, pdu FROM outlier_events WHERE event_id = ?",
+                           (event_id,)).fetchone()
+        if row is not None:
+            out[event_id] = (str(row[0]), decode_pdu(row[1]))
+    return out
+
+
 # -- current state and extremities ---------------------------------------------------------
 
 
