@@ -16,6 +16,7 @@ from trioserver.services.dehydrated_devices import DehydratedDevices
 from trioserver.services.devices import Devices
 from trioserver.services.e2ee import E2EEKeys
 from trioserver.services.events.signing import SigningKey
+from trioserver.services.federation.backfill import Backfiller
 from trioserver.services.federation.client import FederationClient
 from trioserver.services.federation.inbound import InboundFederation
 from trioserver.services.federation.joins import RemoteJoiner
@@ -178,6 +179,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         return events if isinstance(events, list) else []
 
     federation_sender = FederationSender(config.server_name, room_servers, send_transaction)
+    room_reader.backfill = Backfiller(config.server_name, db, room_cache, room_servers,
+                                      federation_client, keyring).backfill
     rooms.remote_join = RemoteJoiner(config.server_name, signing_key, db, room_cache, appender,
                                      federation_client, keyring).join
     appender.add_event_listener(federation_sender.on_event)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -73,9 +73,15 @@ def target_sender(event: dict[str, Any]) -> str:
     return str(event["sender"])
 
 
+# History fetched from other servers (backfill) is stored below position 0, oldest lowest.
+MIN_POSITION = -(2**62)
+
+
 def parse_token(token: str) -> int:
-    """A pagination token ("t12") or a sync token ("e12.ad3..."): its room-event position."""
-    if token.startswith("t") and token[1:].isdigit() and len(token) <= 20:
+    """A pagination token ("t12", "t-5" in backfilled history) or a sync token
+    ("e12.ad3..."): its room-event position."""
+    digits = token[1:].removeprefix("-")
+    if token.startswith("t") and digits.isdigit() and len(token) <= 21:
         return int(token[1:])
     if token.startswith("e"):
         head = token.split(".", 1)[0]
@@ -85,7 +91,7 @@ def parse_token(token: str) -> int:
 
 
 def make_token(position: int) -> str:
-    return f"t{max(position, 0)}"
+    return f"t{max(position, MIN_POSITION)}"
 
 
 class RoomReader:
@@ -93,6 +99,9 @@ class RoomReader:
         self._db = db
         self._cache = cache
         self._visibility = Visibility(db)
+        # Set by the composition root with federation: fetch older history of a room from the
+        # other servers in it; returns how many events were added.
+        self.backfill: Callable[[str], Awaitable[int]] | None = None
 
     async def _room(self, room_id: str) -> RoomView:
         view = await self._cache.room(room_id)
@@ -246,6 +255,12 @@ class RoomReader:
         bound = parse_token(to_token) if to_token is not None else None
         chunk, cursor, exhausted = await self._paginate(user_id, room_id, position, bound,
                                                         backwards, event_filter)
+        if backwards and exhausted and bound is None and self.backfill is not None and \
+                await self.backfill(room_id):
+            # The start of what we hold, in a room that began elsewhere: history was fetched
+            # from the other servers; paginate again over it.
+            chunk, cursor, exhausted = await self._paginate(user_id, room_id, position, bound,
+                                                            backwards, event_filter)
         device = (user_id, device_id) if device_id else None
         out: dict[str, Any] = {"chunk": await self.format(chunk, device),
                                "start": make_token(position)}
@@ -292,7 +307,7 @@ class RoomReader:
                         return chunk, cursor, False
             if len(batch) < batch_size:
                 if backwards:
-                    cursor = bound if bound is not None else 0
+                    cursor = bound if bound is not None else MIN_POSITION
                 return chunk, cursor, True
         return chunk, cursor, False
 

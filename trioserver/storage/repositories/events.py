@@ -148,6 +148,32 @@ def insert_event(
     return int(row[0])
 
 
+def insert_backfilled_event(conn: apsw.Connection, stream_ordering: int, event_id: str,
+                            room_id: str, event_type: str, state_key: str | None, sender: str,
+                            depth: int, origin_server_ts: int, state_group: int,
+                            pdu: Mapping[str, object]) -> None:
+    """History from another server, at an explicit (negative) position below the room's
+    oldest event."""
+    conn.execute(
+        "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth,"
+        " origin_server_ts, state_before, state_after, pdu)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (stream_ordering, event_id, room_id, event_type, state_key, sender, depth,
+         origin_server_ts, state_group, state_group, encode_pdu(pdu)))
+
+
+def oldest_event(conn: apsw.Connection, room_id: str) -> StoredEvent | None:
+    row = conn.execute(
+        f"SELECT {_EVENT_COLS} FROM events WHERE room_id = ?"
+        " ORDER BY stream_ordering LIMIT 1", (room_id,)).fetchone()
+    return None if row is None else _stored(row)
+
+
+def min_stream_ordering(conn: apsw.Connection) -> int:
+    row = conn.execute("SELECT min(stream_ordering) FROM events").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 _EVENT_COLS = "stream_ordering, event_id, room_id, pdu, state_before, state_after"
 
 
@@ -175,7 +201,7 @@ def room_events(
     rows = conn.execute(
         f"SELECT {_EVENT_COLS} FROM events WHERE room_id = ? AND stream_ordering > ?"
         f" AND stream_ordering < ? ORDER BY stream_ordering {order} LIMIT ?",
-        (room_id, after if after is not None else -1,
+        (room_id, after if after is not None else -(2**62) - 1,
          before if before is not None else 2**62, limit),
     )
     return [_stored(r) for r in rows]
