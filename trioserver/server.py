@@ -105,6 +105,10 @@ async def _endpoints(config: Config, services: Services, metrics: Metrics) -> li
         sockets = await open_tcp_listeners("tls", *split_listen(config.tls.listen))
         tls = [TLSListener(s, context, metrics.observe_tls_handshake) for s in sockets]
         endpoints.append(Endpoint("tls", app, tls, scheme="https"))
+    if config.federation.enabled and config.federation.listen:
+        # Plain HTTP for federation behind a TLS terminator (the TLS front serves it too).
+        sockets = await open_tcp_listeners("federation", *split_listen(config.federation.listen))
+        endpoints.append(Endpoint("federation", app, sockets))
     if config.metrics.listen:
         sockets = await open_tcp_listeners("metrics", *split_listen(config.metrics.listen))
         endpoints.append(Endpoint("metrics", create_metrics_app(metrics, services.db.healthy),

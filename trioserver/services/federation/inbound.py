@@ -19,6 +19,7 @@ from trioserver.services.events import auth_rules
 from trioserver.services.events.auth_numbers import AuthError
 from trioserver.services.events.event import Event
 from trioserver.services.events.room_versions import EventIdFormat
+from trioserver.services.federation.acl import server_allowed
 from trioserver.services.federation.pdus import PduError, VerifyKeys, check_pdu
 from trioserver.services.rooms.cache import RoomCache, RoomView
 from trioserver.services.rooms.remote import Outcome, RemoteEvents
@@ -53,6 +54,19 @@ class InboundFederation:
         self._ttl = ttl
         self._fetch_missing = fetch_missing
 
+    async def origin_allowed(self, origin: str, room_id: str) -> bool:
+        """Whether the room's m.room.server_acl lets `origin` take part."""
+        view = await self._cache.room(room_id)
+        acl_id = view.state.get(("m.room.server_acl", "")) if view is not None else None
+        if acl_id is None:
+            return True
+        acl = (await self._cache.events([acl_id])).get(acl_id)
+        return server_allowed(acl.content if acl is not None else None, origin)
+
+    async def check_acl(self, origin: str, room_id: str) -> None:
+        if not await self.origin_allowed(origin, room_id):
+            raise MatrixError(403, Codes.FORBIDDEN, f"{origin} is denied by the server ACL")
+
     # -- /send -----------------------------------------------------------------------------
 
     async def transaction(self, origin: str, txn_id: str, body: dict[str, Any]
@@ -84,6 +98,8 @@ class InboundFederation:
         label = str(pdu.get("event_id", "?"))
         if version is None:
             return label, "this server is not in the room"
+        if not await self.origin_allowed(origin, room_id):
+            return label, f"{origin} is denied by the room's server ACL"
         try:
             event = await check_pdu(pdu, version, self._keys)
         except PduError as e:
@@ -127,6 +143,7 @@ class InboundFederation:
                         versions: list[str]) -> dict[str, Any]:
         if _server_of(user_id) != origin:
             raise MatrixError(403, Codes.FORBIDDEN, f"{user_id} is not a user of {origin}")
+        await self.check_acl(origin, room_id)
         view = await self._cache.room(room_id)
         if view is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
@@ -165,6 +182,7 @@ class InboundFederation:
     async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any
                         ) -> dict[str, Any]:
         """Accept a remote user's signed join; answer with the room's state and auth chain."""
+        await self.check_acl(origin, room_id)
         view = await self._cache.room(room_id)
         if view is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")

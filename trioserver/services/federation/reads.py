@@ -13,6 +13,7 @@ from typing import Any
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.clock import now_ms
 from trioserver.services.events.event import Event
+from trioserver.services.federation.acl import server_allowed
 from trioserver.services.federation.room_servers import RoomServers
 from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.remote import auth_chain_of
@@ -32,8 +33,14 @@ class FederationReads:
         self._servers = servers
 
     async def _check_in_room(self, origin: str, room_id: str) -> None:
-        if await self._cache.room(room_id) is None:
+        view = await self._cache.room(room_id)
+        if view is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        acl_id = view.state.get(("m.room.server_acl", ""))
+        if acl_id is not None:
+            acl = (await self._cache.events([acl_id])).get(acl_id)
+            if not server_allowed(acl.content if acl is not None else None, origin):
+                raise MatrixError(403, Codes.FORBIDDEN, f"{origin} is denied by the server ACL")
         if origin not in await self._servers.of(room_id):
             raise MatrixError(403, Codes.FORBIDDEN, f"{origin} is not in the room")
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from trioserver.identifiers import split_user_id
 from trioserver.services.events.event import Event
 from trioserver.services.federation.room_servers import RoomServers
 
@@ -59,8 +60,14 @@ class FederationSender:
         self._nursery.start_soon(self._fan_out, event)
 
     async def _fan_out(self, event: Event) -> None:
-        servers = await self._servers.of(event.room_id)
-        for server in servers:
+        servers = set(await self._servers.of(event.room_id))
+        if event.type == "m.room.member" and event.state_key is not None:
+            # A kick, ban or leave takes the target's server out of the room: it must still
+            # hear about it (and an invite's target server is not in the room yet).
+            target = split_user_id(event.state_key)
+            if target is not None:
+                servers.add(target[1])
+        for server in sorted(servers):
             if server != self._server_name:
                 self.queue(server, dict(event.pdu))
 

@@ -1,0 +1,137 @@
+"""Two trioserver instances federating over TLS: joins both ways, chat, history, bans, ACLs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.federation_peer import Peer, start_tls_peer
+from tests.e2e.helpers import bearer, create_room, put_state, register, room_path, send_text
+
+DEADLINE_S = 15.0
+
+
+@pytest.fixture
+def peers(tmp_path: Path) -> Iterator[tuple[Peer, Peer]]:
+    a = start_tls_peer(tmp_path / "a", "--open-registration", "--no-rate-limits")
+    b = start_tls_peer(tmp_path / "b", "--open-registration", "--no-rate-limits")
+    try:
+        yield a, b
+    finally:
+        a.proc.stop()
+        b.proc.stop()
+
+
+async def _bodies(http: httpx.AsyncClient, token: str, room: str) -> list[str]:
+    r = await http.get(room_path(room, "messages"), params={"dir": "b", "limit": "50"},
+                       headers=bearer(token))
+    assert r.status_code == 200, r.text
+    return [e["content"].get("body") for e in r.json()["chunk"]
+            if e["type"] == "m.room.message"]
+
+
+async def _eventually(check: Any) -> None:
+    with trio.fail_after(DEADLINE_S):
+        while not await check():
+            await trio.sleep(0.05)  # noqa: ASYNC110 - polling another process
+
+
+async def test_join_chat_history_both_ways(peers: tuple[Peer, Peer]) -> None:
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice = await register(ha, "alice")
+        bob = await register(hb, "bob")
+        room = await create_room(ha, alice["access_token"], preset="public_chat",
+                                 name="on A")
+        for i in range(3):
+            await send_text(ha, alice["access_token"], room, f"before {i}")
+        # Bob (on B) joins A's room through A.
+        r = await hb.post(f"/_matrix/client/v3/join/{room}", params={"via": a.name},
+                          json={}, headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        await send_text(hb, bob["access_token"], room, "hello from B")
+        await send_text(ha, alice["access_token"], room, "hello from A")
+
+        async def both_see_both() -> bool:
+            seen_a = await _bodies(ha, alice["access_token"], room)
+            seen_b = await _bodies(hb, bob["access_token"], room)
+            return all(m in seen_a and m in seen_b for m in ("hello from A", "hello from B"))
+
+        await _eventually(both_see_both)
+        # B fetched the history from before its join (backfill).
+        assert {"before 0", "before 1", "before 2"} <= set(
+            await _bodies(hb, bob["access_token"], room))
+        # State set on A reaches B.
+        await put_state(ha, alice["access_token"], room, "m.room.topic", {"topic": "federated"})
+
+        async def topic_on_b() -> bool:
+            r = await hb.get(room_path(room, "state", "m.room.topic"),
+                             headers=bearer(bob["access_token"]))
+            return r.status_code == 200 and r.json().get("topic") == "federated"
+
+        await _eventually(topic_on_b)
+
+        # And the reverse: a room on B joined from A.
+        room_b = await create_room(hb, bob["access_token"], preset="public_chat")
+        r = await ha.post(f"/_matrix/client/v3/join/{room_b}", params={"via": b.name},
+                          json={}, headers=bearer(alice["access_token"]))
+        assert r.status_code == 200, r.text
+        await send_text(ha, alice["access_token"], room_b, "alice in B's room")
+
+        async def on_b() -> bool:
+            return "alice in B's room" in await _bodies(hb, bob["access_token"], room_b)
+
+        await _eventually(on_b)
+
+
+async def test_a_ban_on_one_server_holds_on_the_other(peers: tuple[Peer, Peer]) -> None:
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice = await register(ha, "alice")
+        bob = await register(hb, "bob")
+        room = await create_room(ha, alice["access_token"], preset="public_chat")
+        r = await hb.post(f"/_matrix/client/v3/join/{room}", params={"via": a.name},
+                          json={}, headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        r = await ha.post(room_path(room, "ban"), json={"user_id": bob["user_id"]},
+                          headers=bearer(alice["access_token"]))
+        assert r.status_code == 200, r.text
+
+        async def banned_on_b() -> bool:
+            r = await hb.get(room_path(room, "state", "m.room.member", bob["user_id"]),
+                             headers=bearer(bob["access_token"]))
+            return r.status_code == 200 and r.json().get("membership") == "ban"
+
+        await _eventually(banned_on_b)
+        # B refuses locally to send for a banned user, and A would refuse it anyway.
+        r = await hb.put(room_path(room, "send", "m.room.message", "x"),
+                         json={"msgtype": "m.text", "body": "still here?"},
+                         headers=bearer(bob["access_token"]))
+        assert r.status_code == 403, r.text
+        assert "still here?" not in await _bodies(ha, alice["access_token"], room)
+
+
+async def test_server_acl_shuts_a_server_out(peers: tuple[Peer, Peer]) -> None:
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice = await register(ha, "alice")
+        bob = await register(hb, "bob")
+        room = await create_room(ha, alice["access_token"], preset="public_chat")
+        r = await put_state(ha, alice["access_token"], room, "m.room.server_acl",
+                            {"allow": ["*"], "deny": [b.name.split(":")[0]],
+                             "allow_ip_literals": True})
+        assert r.status_code == 200, r.text
+        r = await hb.post(f"/_matrix/client/v3/join/{room}", params={"via": a.name},
+                          json={}, headers=bearer(bob["access_token"]))
+        assert r.status_code in (403, 404), r.text
+        r = await ha.get(room_path(room, "state", "m.room.member", bob["user_id"]),
+                         headers=bearer(alice["access_token"]))
+        assert r.status_code == 404
