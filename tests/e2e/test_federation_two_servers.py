@@ -10,8 +10,8 @@ import httpx
 import pytest
 import trio
 
-from tests.federation_peer import Peer, start_tls_peer
 from tests.e2e.helpers import bearer, create_room, put_state, register, room_path, send_text
+from tests.federation_peer import Peer, start_tls_peer
 
 DEADLINE_S = 15.0
 
@@ -36,9 +36,10 @@ async def _bodies(http: httpx.AsyncClient, token: str, room: str) -> list[str]:
 
 
 async def _eventually(check: Any) -> None:
+    # Polling another process: there is no event to wait on.
     with trio.fail_after(DEADLINE_S):
-        while not await check():
-            await trio.sleep(0.05)  # noqa: ASYNC110 - polling another process
+        while not await check():  # noqa: ASYNC110
+            await trio.sleep(0.05)
 
 
 async def test_join_chat_history_both_ways(peers: tuple[Peer, Peer]) -> None:
