@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:8008
 DATA   ?= ./data
 BENCH_MESSAGES ?= 20000
 
-.PHONY: run test lint pytest bench install dev clean binary smoke
+.PHONY: run test lint pytest bench install dev clean binary smoke test-interop interop
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -40,7 +40,28 @@ lint: $(VENV)/.dev
 pytest: $(VENV)/.dev dist/trioserver
 	$(BIN)/pytest -q
 
-test: lint pytest
+test: lint pytest interop
+
+# `make test` runs the Synapse interop tests too when the reference Synapse script is there
+# (it is on the development and CI machines); elsewhere it says so and skips them.
+interop:
+	@if [ -f "$(SYNAPSE_SH)" ]; then $(MAKE) --no-print-directory test-interop; \
+	else echo "test-interop skipped: $(SYNAPSE_SH) not found (set SYNAPSE_SH)"; fi
+
+# Federation with the reference Synapse (tests/interop): starts it in
+# federation mode unless it already answers (first use installs it from PyPI), then runs the
+# interop tests against it. Prints the measured join time and message rate.
+SYNAPSE_SH          ?= /work/shared/tools/synapse.sh
+SYNAPSE_PORT        ?= 18030
+SYNAPSE_FED_PORT    ?= 18448
+SYNAPSE_SERVER_NAME ?= 127.0.0.1:$(SYNAPSE_FED_PORT)
+
+test-interop: $(VENV)/.dev
+	curl -sf http://127.0.0.1:$(SYNAPSE_PORT)/_matrix/client/versions >/dev/null || \
+	  SYNAPSE_SERVER_NAME=$(SYNAPSE_SERVER_NAME) SYNAPSE_FED_PORT=$(SYNAPSE_FED_PORT) \
+	  SYNAPSE_PORT=$(SYNAPSE_PORT) bash $(SYNAPSE_SH) start
+	TRIOSERVER_INTEROP=1 SYNAPSE_URL=http://127.0.0.1:$(SYNAPSE_PORT) \
+	  SYNAPSE_SERVER_NAME=$(SYNAPSE_SERVER_NAME) $(BIN)/pytest -q tests/interop
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run

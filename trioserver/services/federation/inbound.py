@@ -18,7 +18,8 @@ from trioserver.services.clock import now_ms
 from trioserver.services.events import auth_rules
 from trioserver.services.events.auth_numbers import AuthError
 from trioserver.services.events.event import Event
-from trioserver.services.events.room_versions import EventIdFormat
+from trioserver.services.events.hashing import compute_event_id
+from trioserver.services.events.room_versions import EventIdFormat, RoomVersion
 from trioserver.services.federation.acl import server_allowed
 from trioserver.services.federation.pdus import PduError, VerifyKeys, check_pdu
 from trioserver.services.rooms.cache import RoomCache, RoomView
@@ -36,6 +37,16 @@ MISSING_EVENTS_LIMIT = 20
 class FetchMissing(Protocol):
     async def __call__(self, origin: str, room_id: str, earliest: list[str],
                        latest: list[str], limit: int) -> list[Any]: ...
+
+
+def _event_id_of(pdu: dict[str, Any], version: RoomVersion) -> str:
+    """The ID a PDU's result is reported under, even when the PDU is refused."""
+    if version.event_id_format is EventIdFormat.V1:
+        return str(pdu.get("event_id", "?"))
+    try:
+        return compute_event_id(pdu, version)
+    except (KeyError, TypeError, ValueError):
+        return "?"
 
 
 def _server_of(user_id: str) -> str | None:
@@ -95,9 +106,9 @@ class InboundFederation:
             return None, None
         room_id = pdu["room_id"]
         version = await self._cache.room_version(room_id)
-        label = str(pdu.get("event_id", "?"))
         if version is None:
-            return label, "this server is not in the room"
+            return str(pdu.get("event_id", "?")), "this server is not in the room"
+        label = _event_id_of(pdu, version)
         if not await self.origin_allowed(origin, room_id):
             return label, f"{origin} is denied by the room's server ACL"
         try:

@@ -1,8 +1,10 @@
 """What other servers may read of our rooms: events, state, auth chains, history.
 
 A server may read a room's events only while one of its users is in the room (a joined member
-in the current state) — the server-level form of history visibility that is enough for joins,
-gap filling and backfill. Everything else is `403 M_FORBIDDEN`, and unknown events `404`.
+in the current state); everything else is `403 M_FORBIDDEN`, unknown events `404`. Events it
+could not have seen are served redacted (as Synapse's filter_events_for_server does): under
+history visibility "joined" or "invited" at the event, unless one of its users was joined (or
+invited, for "invited") at that point.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.clock import now_ms
 from trioserver.services.events.event import Event
+from trioserver.services.events.redaction import redact
 from trioserver.services.federation.acl import server_allowed
 from trioserver.services.federation.room_servers import RoomServers
 from trioserver.services.rooms.cache import RoomCache
@@ -53,7 +56,37 @@ class FederationReads:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown event")
         event = found[event_id]
         await self._check_in_room(origin, event.room_id)
-        return self._envelope([dict(event.pdu)])
+        return self._envelope(await self._for_server(origin, [event]))
+
+    async def _for_server(self, origin: str, events: list[Event]) -> list[dict[str, Any]]:
+        """The events as PDUs, redacted where `origin` may not see them."""
+        stored = await self._db.read(
+            lambda c: events_repo.get_events(c, [e.event_id for e in events]))
+        groups = {s.state_before for s in stored.values()}
+        states = await self._db.read(
+            lambda c: {g: events_repo.load_state_group(c, g) for g in groups})
+        suffix = f":{origin}"
+        out: list[dict[str, Any]] = []
+        for event in events:
+            s = stored.get(event.event_id)
+            state = states.get(s.state_before, {}) if s is not None else {}
+            if await self._visible(state, suffix):
+                out.append(dict(event.pdu))
+            else:
+                out.append(redact(dict(event.pdu), event.room_version))
+        return out
+
+    async def _visible(self, state: dict[tuple[str, str], str], suffix: str) -> bool:
+        hv_id = state.get(("m.room.history_visibility", ""))
+        hv = (await self._cache.events([hv_id])).get(hv_id) if hv_id else None
+        visibility = hv.content.get("history_visibility") if hv is not None else "shared"
+        if visibility not in ("joined", "invited"):
+            return True  # world_readable, shared (and unknown values, which count as shared)
+        member_ids = [v for (t, k), v in state.items() if t == "m.room.member"
+                      and k.endswith(suffix)]
+        members = await self._cache.events(member_ids)
+        wanted = ("join", "invite") if visibility == "invited" else ("join",)
+        return any(m.membership in wanted for m in members.values())
 
     async def _state_before(self, room_id: str, event_id: str) -> dict[tuple[str, str], str]:
         stored = await self._db.read(lambda c: events_repo.get_events(c, [event_id]))
@@ -101,7 +134,7 @@ class FederationReads:
         limit = max(1, min(limit, MAX_BACKFILL))
         picked = await self._walk_back(room_id, from_ids, limit, stop=set())
         picked.sort(key=lambda e: (-e.depth, e.event_id))
-        return self._envelope([dict(e.pdu) for e in picked])
+        return self._envelope(await self._for_server(origin, picked))
 
     async def missing_events(self, origin: str, room_id: str, earliest: list[str],
                              latest: list[str], limit: int, min_depth: int) -> dict[str, Any]:
@@ -113,7 +146,7 @@ class FederationReads:
         picked = await self._walk_back(room_id, prevs, limit, stop=set(earliest) | set(latest),
                                        min_depth=min_depth)
         picked.sort(key=lambda e: (e.depth, e.event_id))
-        return {"events": [dict(e.pdu) for e in picked]}
+        return {"events": await self._for_server(origin, picked)}
 
     async def _walk_back(self, room_id: str, start: list[str], limit: int, *,
                          stop: set[str], min_depth: int = 0) -> list[Event]:

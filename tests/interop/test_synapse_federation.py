@@ -1,0 +1,292 @@
+"""Federation with Synapse: a trioserver and the reference Synapse share rooms over real TLS.
+
+`make test-interop` starts Synapse in federation mode (client API on SYNAPSE_URL, federating
+as SYNAPSE_SERVER_NAME with a TLS listener, loopback allowed, certificates unchecked) and runs
+this module with TRIOSERVER_INTEROP=1. The trioserver federates as `127.0.0.1:<port>` on its own
+TLS listener. Every cross-server expectation is polled with a deadline: federation is
+asynchronous on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.e2e.helpers import bearer, register, unique
+from tests.federation_peer import Peer, q, start_tls_peer
+
+SYNAPSE_URL = os.environ.get("SYNAPSE_URL", "http://127.0.0.1:18030")
+SYNAPSE_NAME = os.environ.get("SYNAPSE_SERVER_NAME", "127.0.0.1:18448")
+DEADLINE_S = 30.0
+THROUGHPUT_MESSAGES = 200
+
+
+@pytest.fixture(scope="module")
+def trioserver_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    try:
+        httpx.get(f"{SYNAPSE_URL}/_matrix/client/versions", timeout=5).raise_for_status()
+    except httpx.HTTPError as e:
+        pytest.fail(f"no Synapse at {SYNAPSE_URL} ({e}): run `make test-interop`")
+    peer = start_tls_peer(tmp_path_factory.mktemp("interop"))
+    yield peer
+    peer.proc.stop()
+
+
+@dataclass
+class User:
+    """One user on one server, through its client API."""
+
+    http: httpx.AsyncClient
+    user_id: str
+    token: str
+
+    async def call(self, method: str, path: str, body: Any | None = None,
+                   **params: str) -> httpx.Response:
+        return await self.http.request(method, f"/_matrix/client/v3{path}", json=body,
+                                       params=params or None, headers=bearer(self.token))
+
+    async def ok(self, method: str, path: str, body: Any | None = None,
+                 **params: str) -> dict[str, Any]:
+        r = await self.call(method, path, body, **params)
+        assert r.status_code == 200, f"{self.user_id} {method} {path}: {r.text}"
+        result: dict[str, Any] = r.json()
+        return result
+
+    async def create_public_room(self, **body: Any) -> str:
+        created = await self.ok("POST", "/createRoom", {"preset": "public_chat", **body})
+        room_id: str = created["room_id"]
+        return room_id
+
+    async def join(self, room_id: str, via: str) -> httpx.Response:
+        return await self.call("POST", f"/join/{q(room_id)}", {}, server_name=via)
+
+    async def send_text(self, room_id: str, body: str) -> httpx.Response:
+        return await self.call("PUT", f"/rooms/{q(room_id)}/send/m.room.message/{unique('t')}",
+                               {"msgtype": "m.text", "body": body})
+
+    async def set_state(self, room_id: str, event_type: str, content: dict[str, Any],
+                        state_key: str = "") -> dict[str, Any]:
+        return await self.ok("PUT", f"/rooms/{q(room_id)}/state/{event_type}/{q(state_key)}",
+                             content)
+
+    async def state(self, room_id: str, event_type: str, state_key: str = ""
+                    ) -> dict[str, Any] | None:
+        r = await self.call("GET", f"/rooms/{q(room_id)}/state/{event_type}/{q(state_key)}")
+        if r.status_code != 200:
+            return None
+        content: dict[str, Any] = r.json()
+        return content
+
+    async def bodies(self, room_id: str, limit: int = 50) -> list[str]:
+        """Message bodies, newest first, from /messages."""
+        r = await self.call("GET", f"/rooms/{q(room_id)}/messages", dir="b", limit=str(limit))
+        if r.status_code != 200:
+            return []
+        return [e["content"]["body"] for e in r.json()["chunk"]
+                if e["type"] == "m.room.message" and "body" in e["content"]]
+
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        content = await self.state(room_id, "m.room.member", user_id)
+        return None if content is None else content.get("membership")
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str,
+                     within_s: float = DEADLINE_S) -> Any:
+    """Poll `check` until it returns something truthy; fail after `within_s` seconds."""
+    deadline = trio.current_time() + within_s
+    while True:
+        if result := await check():
+            return result
+        if trio.current_time() > deadline:
+            pytest.fail(f"not within {within_s:.0f} s: {what}")
+        await trio.sleep(0.1)
+
+
+@dataclass
+class Servers:
+    trioserver: httpx.AsyncClient
+    synapse: httpx.AsyncClient
+    trioserver_name: str
+
+    async def trio_user(self) -> User:
+        account = await register(self.trioserver, unique("alice"))
+        return User(self.trioserver, account["user_id"], account["access_token"])
+
+    async def synapse_user(self) -> User:
+        account = await register(self.synapse, unique("bob"))
+        return User(self.synapse, account["user_id"], account["access_token"])
+
+
+@pytest.fixture
+async def servers(trioserver_peer: Peer) -> AsyncIterator[Servers]:
+    async with httpx.AsyncClient(base_url=trioserver_peer.proc.url, timeout=60) as ours, \
+            httpx.AsyncClient(base_url=SYNAPSE_URL, timeout=60) as synapse:
+        yield Servers(ours, synapse, trioserver_peer.name)
+
+
+async def shared_room(servers: Servers, figures: list[str] | None = None
+                      ) -> tuple[str, User, User]:
+    """A public room on trioserver that a Synapse user has joined: (room, alice, bob)."""
+    alice, bob = await servers.trio_user(), await servers.synapse_user()
+    room_id = await alice.create_public_room(name="interop")
+    started = time.perf_counter()
+    r = await bob.join(room_id, servers.trioserver_name)
+    took = time.perf_counter() - started
+    assert r.status_code == 200, r.text
+    if figures is not None:
+        figures.append(f"Synapse user joins a trioserver room: {took * 1000:.0f} ms")
+    await eventually(lambda: alice.membership(room_id, bob.user_id),
+                     "trioserver sees the Synapse user's join")
+    return room_id, alice, bob
+
+
+async def test_synapse_user_joins_and_both_talk(servers: Servers, figures: list[str]) -> None:
+    room_id, alice, bob = await shared_room(servers, figures)
+    assert await alice.membership(room_id, bob.user_id) == "join"
+    assert (await bob.state(room_id, "m.room.name")) == {"name": "interop"}
+    assert (await alice.send_text(room_id, "hello synapse")).status_code == 200
+    assert (await bob.send_text(room_id, "hello trioserver")).status_code == 200
+
+    async def both_see_both() -> bool:
+        want = {"hello synapse", "hello trioserver"}
+        return want <= set(await alice.bodies(room_id)) and want <= set(await bob.bodies(room_id))
+
+    await eventually(both_see_both, "each server sees both messages")
+
+
+async def test_state_changes_travel_both_ways(servers: Servers) -> None:
+    room_id, alice, bob = await shared_room(servers)
+    await alice.set_state(room_id, "m.room.name", {"name": "named on trioserver"})
+    await alice.set_state(room_id, "m.room.topic", {"topic": "topic from trioserver"})
+
+    async def synapse_sees_them() -> bool:
+        return (await bob.state(room_id, "m.room.name") == {"name": "named on trioserver"} and
+                await bob.state(room_id, "m.room.topic") == {"topic": "topic from trioserver"})
+
+    await eventually(synapse_sees_them, "Synapse sees the name and topic set on trioserver")
+
+    # Without power, Synapse itself refuses; with it, the change reaches trioserver.
+    r = await bob.call("PUT", f"/rooms/{q(room_id)}/state/m.room.topic/", {"topic": "no"})
+    assert r.status_code == 403, r.text
+    levels = await alice.state(room_id, "m.room.power_levels")
+    assert levels is not None
+    levels["users"] = {**levels.get("users", {}), bob.user_id: 50}
+    await alice.set_state(room_id, "m.room.power_levels", levels)
+
+    async def bob_has_power() -> bool:
+        theirs = await bob.state(room_id, "m.room.power_levels")
+        return theirs is not None and theirs.get("users", {}).get(bob.user_id) == 50
+
+    await eventually(bob_has_power, "Synapse sees the Synapse user's new power level")
+    await bob.set_state(room_id, "m.room.topic", {"topic": "topic from Synapse"})
+    await bob.set_state(room_id, "m.room.name", {"name": "named on Synapse"})
+
+    async def trioserver_sees_them() -> bool:
+        return (await alice.state(room_id, "m.room.topic") == {"topic": "topic from Synapse"}
+                and await alice.state(room_id, "m.room.name") == {"name": "named on Synapse"})
+
+    await eventually(trioserver_sees_them, "trioserver sees the topic and name set on Synapse")
+
+
+async def test_synapse_user_leaves_and_rejoins(servers: Servers) -> None:
+    room_id, alice, bob = await shared_room(servers)
+    await bob.ok("POST", f"/rooms/{q(room_id)}/leave", {})
+
+    async def left() -> bool:
+        return await alice.membership(room_id, bob.user_id) == "leave"
+
+    await eventually(left, "trioserver sees the Synapse user leave")
+    # While out, Synapse's copy no longer follows the room.
+    assert (await alice.send_text(room_id, "while you were out")).status_code == 200
+
+    r = await bob.join(room_id, servers.trioserver_name)
+    assert r.status_code == 200, r.text
+
+    async def joined() -> bool:
+        return await alice.membership(room_id, bob.user_id) == "join"
+
+    await eventually(joined, "trioserver sees the Synapse user rejoin")
+    assert (await bob.send_text(room_id, "back again")).status_code == 200
+    assert (await alice.send_text(room_id, "welcome back")).status_code == 200
+
+    async def both_see() -> bool:
+        return ("back again" in await alice.bodies(room_id)
+                and "welcome back" in await bob.bodies(room_id))
+
+    await eventually(both_see, "messages after the rejoin reach both servers")
+
+
+async def test_ban_on_trioserver_is_enforced_on_synapse(servers: Servers) -> None:
+    room_id, alice, bob = await shared_room(servers)
+    # A second Synapse user stays in the room, to look at it from Synapse after the ban.
+    carol = await servers.synapse_user()
+    assert (await carol.join(room_id, servers.trioserver_name)).status_code == 200
+    await eventually(lambda: alice.membership(room_id, carol.user_id), "carol's join")
+    await alice.ok("POST", f"/rooms/{q(room_id)}/ban", {"user_id": bob.user_id,
+                                                         "reason": "interop"})
+
+    async def banned_on_synapse() -> bool:
+        return await carol.membership(room_id, bob.user_id) == "ban"
+
+    await eventually(banned_on_synapse, "Synapse shows the Synapse user banned")
+    r = await bob.send_text(room_id, "am I still here?")
+    assert r.status_code == 403, r.text
+    r = await bob.join(room_id, servers.trioserver_name)
+    assert r.status_code == 403, r.text
+    assert (await carol.send_text(room_id, "carol still talks")).status_code == 200
+    await eventually(lambda: _has(alice, room_id, "carol still talks"),
+                     "trioserver gets carol's message after the ban")
+    assert "am I still here?" not in await alice.bodies(room_id)
+    assert await alice.membership(room_id, bob.user_id) == "ban"
+
+
+async def _has(user: User, room_id: str, body: str) -> bool:
+    return body in await user.bodies(room_id)
+
+
+async def test_throughput_from_trioserver_to_synapse(servers: Servers,
+                                                      figures: list[str]) -> None:
+    room_id, alice, bob = await shared_room(servers)
+    tag = unique("burst")
+    wanted = {f"{tag} {n}" for n in range(THROUGHPUT_MESSAGES)}
+    started = time.perf_counter()
+    for n in range(THROUGHPUT_MESSAGES):
+        r = await alice.send_text(room_id, f"{tag} {n}")
+        assert r.status_code == 200, r.text
+    sent = time.perf_counter() - started
+
+    async def all_arrived() -> bool:
+        return wanted <= set(await bob.bodies(room_id, limit=THROUGHPUT_MESSAGES + 20))
+
+    await eventually(all_arrived, f"Synapse has all {THROUGHPUT_MESSAGES} messages", 90)
+    total = time.perf_counter() - started
+    figures.append(f"trioserver -> Synapse: {THROUGHPUT_MESSAGES} messages sent in {sent:.2f} s "
+                   f"({THROUGHPUT_MESSAGES / sent:.0f}/s at the client API), all on Synapse "
+                   f"after {total:.2f} s ({THROUGHPUT_MESSAGES / total:.0f} messages/s)")
+
+
+async def test_trioserver_user_joins_a_synapse_room(servers: Servers,
+                                                     figures: list[str]) -> None:
+    alice, bob = await servers.trio_user(), await servers.synapse_user()
+    room_id = await bob.create_public_room(name="on synapse")
+    started = time.perf_counter()
+    r = await alice.join(room_id, SYNAPSE_NAME)
+    took = time.perf_counter() - started
+    assert r.status_code == 200, r.text
+    figures.append(f"trioserver user joins a Synapse room: {took * 1000:.0f} ms")
+    await eventually(lambda: bob.membership(room_id, alice.user_id),
+                     "Synapse sees the trioserver user's join")
+    assert await alice.state(room_id, "m.room.name") == {"name": "on synapse"}
+    assert (await alice.send_text(room_id, "hello from trioserver")).status_code == 200
+    assert (await bob.send_text(room_id, "hello from Synapse")).status_code == 200
+    await eventually(lambda: _has(bob, room_id, "hello from trioserver"),
+                     "Synapse gets the trioserver user's message")
+    await eventually(lambda: _has(alice, room_id, "hello from Synapse"),
+                     "trioserver gets the Synapse user's message")
