@@ -136,3 +136,49 @@ async def test_server_acl_shuts_a_server_out(peers: tuple[Peer, Peer]) -> None:
         r = await ha.get(room_path(room, "state", "m.room.member", bob["user_id"]),
                          headers=bearer(alice["access_token"]))
         assert r.status_code == 404
+
+
+async def test_invites_across_servers_join_and_reject(peers: tuple[Peer, Peer]) -> None:
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice = await register(ha, "alice")
+        bob = await register(hb, "bob")
+        first = (await hb.get("/_matrix/client/v3/sync",
+                              headers=bearer(bob["access_token"]))).json()["next_batch"]
+        rooms = []
+        for name in ("accept me", "reject me"):
+            room = await create_room(ha, alice["access_token"], preset="private_chat",
+                                     name=name)
+            r = await ha.post(room_path(room, "invite"), json={"user_id": bob["user_id"]},
+                              headers=bearer(alice["access_token"]))
+            assert r.status_code == 200, r.text
+            rooms.append(room)
+        accept, reject = rooms
+        # The invites reach Bob's /sync on B, with the stripped state A sent.
+        r = await hb.get("/_matrix/client/v3/sync", params={"since": first},
+                         headers=bearer(bob["access_token"]))
+        invites = r.json()["rooms"]["invite"]
+        assert set(invites) == {accept, reject}
+        names = [e["content"].get("name") for e in invites[accept]["invite_state"]["events"]
+                 if e["type"] == "m.room.name"]
+        assert names == ["accept me"]
+        assert invites[accept]["invite_state"]["events"][-1]["content"]["membership"] == "invite"
+        # Joining an invite-only room on A works through the inviter's server.
+        r = await hb.post(f"/_matrix/client/v3/join/{accept}", json={},
+                          headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        r = await hb.post(room_path(reject, "leave"), json={},
+                          headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        later = (await hb.get("/_matrix/client/v3/sync", params={"since": first},
+                              headers=bearer(bob["access_token"]))).json()["rooms"]
+        assert accept in later.get("join", {})
+        assert reject in later.get("leave", {})
+        assert not later.get("invite")
+        await send_text(hb, bob["access_token"], accept, "thanks for the invite")
+
+        async def on_a() -> bool:
+            return "thanks for the invite" in await _bodies(ha, alice["access_token"], accept)
+
+        await _eventually(on_a)

@@ -290,3 +290,35 @@ async def test_trioserver_user_joins_a_synapse_room(servers: Servers,
                      "Synapse gets the trioserver user's message")
     await eventually(lambda: _has(alice, room_id, "hello from Synapse"),
                      "trioserver gets the Synapse user's message")
+
+
+async def _invited_to(user: User, room_id: str) -> bool:
+    body = await user.ok("GET", "/sync", timeout="0")
+    return room_id in body.get("rooms", {}).get("invite", {})
+
+
+async def test_direct_messages_by_invite_both_ways(servers: Servers) -> None:
+    """Private rooms (how Element starts DMs): invite across servers, join, talk."""
+    alice, bob = await servers.trio_user(), await servers.synapse_user()
+    # Synapse -> trioserver: the invite arrives over /invite and shows in alice's /sync.
+    created = await bob.ok("POST", "/createRoom", {"preset": "trusted_private_chat",
+                                                   "is_direct": True,
+                                                   "invite": [alice.user_id]})
+    dm_from_synapse = created["room_id"]
+    await eventually(lambda: _invited_to(alice, dm_from_synapse),
+                     "trioserver shows Synapse's invite")
+    r = await alice.call("POST", f"/join/{q(dm_from_synapse)}", {})
+    assert r.status_code == 200, r.text
+    assert (await bob.send_text(dm_from_synapse, "dm from Synapse")).status_code == 200
+    await eventually(lambda: _has(alice, dm_from_synapse, "dm from Synapse"),
+                     "the trioserver user reads the Synapse DM")
+    # trioserver -> Synapse: the invite is countersigned by Synapse before it is sent.
+    dm_from_us = (await alice.ok("POST", "/createRoom", {"preset": "private_chat",
+                                                         "is_direct": True}))["room_id"]
+    await alice.ok("POST", f"/rooms/{q(dm_from_us)}/invite", {"user_id": bob.user_id})
+    await eventually(lambda: _invited_to(bob, dm_from_us), "Synapse shows our invite")
+    r = await bob.call("POST", f"/join/{q(dm_from_us)}", {})
+    assert r.status_code == 200, r.text
+    assert (await alice.send_text(dm_from_us, "dm from trioserver")).status_code == 200
+    await eventually(lambda: _has(bob, dm_from_us, "dm from trioserver"),
+                     "the Synapse user reads the trioserver DM")

@@ -19,6 +19,7 @@ from trioserver.services.events.signing import SigningKey
 from trioserver.services.federation.backfill import Backfiller
 from trioserver.services.federation.client import FederationClient
 from trioserver.services.federation.inbound import InboundFederation
+from trioserver.services.federation.invites import Invites
 from trioserver.services.federation.joins import RemoteJoiner
 from trioserver.services.federation.keys import KeyRing
 from trioserver.services.federation.reads import FederationReads
@@ -108,6 +109,7 @@ class Services:
     federation_in: InboundFederation
     # Started by server.py: `await nursery.start(services.federation_sender.run)`.
     federation_sender: FederationSender
+    invites: Invites
     remote_events: RemoteEvents
 
 
@@ -143,9 +145,12 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     filters = Filters(db)
     e2ee = E2EEKeys(config.server_name, db, notifier, serializer)
     sessions.add_device_listener(lambda _user: notifier.notify([DEVICE_DELETIONS_KEY]))
+    keyring, federation_client = build_federation(config, db, signing_key)
+    invites = Invites(config.server_name, db, room_cache, notifier, signing_key,
+                      federation_client, keyring)
     sources: list[StreamSource] = [account_data.source, receipts.source, receipts.unread_source,
                                    typing.source, to_device.source, presence.source,
-                                   e2ee.source]
+                                   e2ee.source, invites.source]
     syncer = RoomSyncer(db, room_cache, room_reader)
     activity = RoomActivity(db, room_cache)
     appender.add_event_listener(activity.on_event)
@@ -161,7 +166,6 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     sync = SyncEngine(db, notifier, filters, syncer, sources,
                       presence_hook=presence.touch,
                       initial_account_data=[push_rules.initial_account_data])
-    keyring, federation_client = build_federation(config, db, signing_key)
     room_servers = RoomServers(db)
     appender.add_membership_listener(room_servers.on_membership)
     remote_events = RemoteEvents(db, room_cache, serializer, appender)
@@ -181,6 +185,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     federation_sender = FederationSender(config.server_name, room_servers, send_transaction)
     room_reader.backfill = Backfiller(config.server_name, db, room_cache, room_servers,
                                       federation_client, keyring).backfill
+    rooms.invites = invites
     rooms.remote_join = RemoteJoiner(config.server_name, signing_key, db, room_cache, appender,
                                      federation_client, keyring).join
     appender.add_event_listener(federation_sender.on_event)
@@ -224,5 +229,6 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         federation_in=InboundFederation(config.server_name, room_cache, remote_events, keyring,
                                         ttl, fetch_missing),
         federation_sender=federation_sender,
+        invites=invites,
         remote_events=remote_events,
     )

@@ -47,5 +47,12 @@ def create_blueprint(services: Services) -> Blueprint:
         """PUT /_matrix/federation/v1/send_join/{roomId}/{eventId} (deprecated: [200, body])."""
         return reply([200, await _send_join(room_id, event_id)])
 
+    @bp.route("/_matrix/federation/v2/invite/<room_id>/<event_id>", methods=["PUT"])
+    async def invite_v2(room_id: str, event_id: str) -> Response:
+        """PUT /_matrix/federation/v2/invite/{roomId}/{eventId} (spec: sendInviteV2)."""
+        origin = await authenticate_origin(services)
+        body = (await json_body()).raw
+        return reply(await services.invites.receive(origin, room_id, event_id, body))
+
     return bp
 

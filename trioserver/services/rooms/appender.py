@@ -62,6 +62,10 @@ class Draft:
     redacts: str | None = None
 
 
+# Given the built event and the room, returns it with another server's signature added.
+Countersign = Callable[[Event, RoomView], Awaitable[Event]]
+
+
 @dataclass(frozen=True)
 class TxnKey:
     """A client transaction: retrying the same one returns the event it first created."""
@@ -193,8 +197,8 @@ class Appender:
             self._finish(view, built, orderings, prepared)
         return room_id, built
 
-    async def append(self, room_id: str, draft: Draft, *, txn: TxnKey | None = None
-                     ) -> Appended:
+    async def append(self, room_id: str, draft: Draft, *, txn: TxnKey | None = None,
+                     countersign: Countersign | None = None) -> Appended:
         """Append one event to an existing room (or return the one this txn ID already made).
 
         The transaction ID is checked inside the write itself, so the common case (a new txn
@@ -217,6 +221,10 @@ class Appender:
                     return existing
                 raise
 
+            if countersign is not None:
+                # Another server must sign it too (an invite of one of its users): ask it,
+                # still holding the room, so nothing lands on top meanwhile.
+                event = await countersign(event, view)
             state_after = view.state if event.state_key is None else {
                 **view.state, event.state_tuple: event.event_id}
             prepared = await self._prepare(room_id, state_after, [event])

@@ -6,7 +6,7 @@ import secrets
 import string
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import apsw
 
@@ -14,6 +14,7 @@ from trioserver.config import Config
 from trioserver.errors import Codes, MatrixError, forbidden, not_found
 from trioserver.identifiers import split_user_id
 from trioserver.services.events import auth_rules
+from trioserver.services.events.event import Event
 from trioserver.services.events.power_levels import LEVEL_DEFAULTS, named_level
 from trioserver.services.events.room_versions import (
     CREATABLE_VERSIONS,
@@ -55,6 +56,16 @@ class CreateRoomRequest:
 RemoteJoin = Callable[[str, str, Sequence[str], dict[str, Any]], Awaitable[str]]
 
 
+class InviteHooks(Protocol):
+    """Invites across servers (federation/invites.py), as the room service uses them."""
+
+    async def countersign(self, event: Event, view: RoomView) -> Event: ...
+
+    async def inviter_server(self, user_id: str, room_id: str) -> str | None: ...
+
+    async def close(self, user_id: str, room_id: str) -> None: ...
+
+
 def check_room_id(room_id: str) -> str:
     if not room_id.startswith("!") or len(room_id.encode()) > MAX_ID_BYTES or \
             not room_id[1:].isprintable() or len(room_id) < 2:
@@ -83,8 +94,10 @@ class Rooms:
         self._db = db
         self._cache = cache
         self._appender = appender
-        # Set by the composition root when federation is on: joins rooms on other servers.
+        # Set by the composition root when federation is on: joins rooms on other servers,
+        # and invites across servers.
         self.remote_join: RemoteJoin | None = None
+        self.invites: InviteHooks | None = None
 
     # -- aliases --------------------------------------------------------------------------
 
@@ -232,12 +245,17 @@ class Rooms:
             # Not a room this server is in: join it through the servers the client named (and,
             # for room IDs that carry one, the server in the ID).
             servers = [*via]
+            if self.invites is not None and (
+                    inviter := await self.invites.inviter_server(requester.user_id, room_id)):
+                servers.append(inviter)
             if ":" in room_id:
                 servers.append(room_id.split(":", 1)[1])
             if self.remote_join is None or not servers:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
             await self.remote_join(requester.user_id, room_id, servers, content)
             await self._db.write(lambda c: rooms_repo.unforget(c, requester.user_id, room_id))
+            if self.invites is not None:
+                await self.invites.close(requester.user_id, room_id)
             return room_id
         await self._appender.append(room_id, Draft("m.room.member", requester.user_id, content,
                                                    state_key=requester.user_id))
@@ -271,8 +289,12 @@ class Rooms:
                 content["reason"] = reason
         if extra:
             content.update(extra)
+        remote = not target.endswith(f":{self._server_name}")
+        countersign = self.invites.countersign if (
+            membership == "invite" and remote and self.invites is not None) else None
         appended = await self._appender.append(
-            room_id, Draft("m.room.member", requester.user_id, content, state_key=target))
+            room_id, Draft("m.room.member", requester.user_id, content, state_key=target),
+            countersign=countersign)
         return appended.event.event_id
 
     async def unban(self, requester: Requester, room_id: str, target: str,
@@ -291,7 +313,13 @@ class Rooms:
         await self.set_membership(requester, room_id, target, "leave", reason)
 
     async def leave(self, requester: Requester, room_id: str, reason: str | None) -> None:
-        view = await self._room(check_room_id(room_id))
+        check_room_id(room_id)
+        if await self._cache.room(room_id) is None and self.invites is not None and \
+                await self.invites.inviter_server(requester.user_id, room_id):
+            # Rejecting an invite to a room on another server: the invite ends here.
+            await self.invites.close(requester.user_id, room_id)
+            return
+        view = await self._room(room_id)
         current = await self.membership_of(view, requester.user_id)
         if current in (None, "leave"):
             # Leaving a room one is not in is a no-op for clients (Synapse answers 200 too

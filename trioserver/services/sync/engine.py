@@ -214,7 +214,16 @@ class SyncEngine:
             else:
                 knock[room_id] = {"knock_state": {"events": stripped}}
 
+        for room_id, stripped in result.remote_invites.items():
+            # Invites from other servers to rooms we are not in (yet).
+            if room_id not in current and flt.room.wants_room(room_id):
+                invite[room_id] = {"invite_state": {"events": stripped}}
+
         leave: dict[str, Any] = {}
+        for room_id in result.remote_invites_gone:
+            if room_id not in current and flt.room.wants_room(room_id):
+                leave[room_id] = {"timeline": {"events": [], "limited": False},
+                                  "state": {"events": []}}
         for room_id, m in sorted(current.items()):
             if m.membership not in ("leave", "ban") or room_id in snap.forgotten or \
                     not flt.room.wants_room(room_id):

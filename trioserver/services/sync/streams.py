@@ -67,6 +67,10 @@ class SyncResult:
     one_time_keys_count: dict[str, int] | None = None
     unused_fallback_key_types: list[str] | None = None
     rooms: dict[str, RoomExtras] = field(default_factory=dict)
+    # Invites from other servers to rooms this server is not in: room -> stripped state (with
+    # the invite last); and rooms whose such invite ended (joined or rejected).
+    remote_invites: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    remote_invites_gone: list[str] = field(default_factory=list)
 
     def room(self, room_id: str) -> RoomExtras:
         extras = self.rooms.get(room_id)
@@ -78,7 +82,7 @@ class SyncResult:
         """Whether anything here is worth returning from a long-poll."""
         return bool(
             self.account_data or self.presence or self.to_device or self.device_lists_changed
-            or self.device_lists_left
+            or self.device_lists_left or self.remote_invites or self.remote_invites_gone
             or any(r.ephemeral or r.account_data or r.unread_notifications is not None
                    for r in self.rooms.values())
         )
