@@ -178,6 +178,14 @@ async def test_invites_across_servers_join_and_reject(peers: tuple[Peer, Peer]) 
         assert not later.get("invite")
         await send_text(hb, bob["access_token"], accept, "thanks for the invite")
 
+        async def rejected_on_a() -> bool:
+            # The rejection went to A over make_leave / send_leave.
+            r = await ha.get(room_path(reject, "state", "m.room.member", bob["user_id"]),
+                             headers=bearer(alice["access_token"]))
+            return r.status_code == 200 and r.json().get("membership") == "leave"
+
+        await _eventually(rejected_on_a)
+
         async def on_a() -> bool:
             return "thanks for the invite" in await _bodies(ha, alice["access_token"], accept)
 

@@ -322,3 +322,25 @@ async def test_direct_messages_by_invite_both_ways(servers: Servers) -> None:
     assert (await alice.send_text(dm_from_us, "dm from trioserver")).status_code == 200
     await eventually(lambda: _has(bob, dm_from_us, "dm from trioserver"),
                      "the Synapse user reads the trioserver DM")
+
+
+async def test_invites_rejected_across_servers(servers: Servers) -> None:
+    alice, bob = await servers.trio_user(), await servers.synapse_user()
+    # A Synapse user rejects our invite (Synapse asks us with make_leave / send_leave).
+    ours = (await alice.ok("POST", "/createRoom", {"preset": "private_chat"}))["room_id"]
+    await alice.ok("POST", f"/rooms/{q(ours)}/invite", {"user_id": bob.user_id})
+    await eventually(lambda: _invited_to(bob, ours), "Synapse shows our invite")
+    await bob.ok("POST", f"/rooms/{q(ours)}/leave", {})
+    await eventually(lambda: _is(alice, ours, bob.user_id, "leave"),
+                     "trioserver sees the Synapse user's rejection")
+    # A trioserver user rejects Synapse's invite (we ask Synapse with make_leave / send_leave).
+    theirs = (await bob.ok("POST", "/createRoom", {"preset": "private_chat",
+                                                   "invite": [alice.user_id]}))["room_id"]
+    await eventually(lambda: _invited_to(alice, theirs), "trioserver shows Synapse's invite")
+    await alice.ok("POST", f"/rooms/{q(theirs)}/leave", {})
+    await eventually(lambda: _is(bob, theirs, alice.user_id, "leave"),
+                     "Synapse sees the trioserver user's rejection")
+
+
+async def _is(user: User, room_id: str, member: str, membership: str) -> bool:
+    return await user.membership(room_id, member) == membership

@@ -47,6 +47,26 @@ def create_blueprint(services: Services) -> Blueprint:
         """PUT /_matrix/federation/v1/send_join/{roomId}/{eventId} (deprecated: [200, body])."""
         return reply([200, await _send_join(room_id, event_id)])
 
+    @bp.route("/_matrix/federation/v1/make_leave/<room_id>/<user_id>", methods=["GET"])
+    async def make_leave(room_id: str, user_id: str) -> Response:
+        """GET /_matrix/federation/v1/make_leave/{roomId}/{userId} (spec: makeLeave)."""
+        origin = await authenticate_origin(services)
+        return reply(await inbound.make_leave(origin, room_id, user_id))
+
+    @bp.route("/_matrix/federation/v2/send_leave/<room_id>/<event_id>", methods=["PUT"])
+    async def send_leave_v2(room_id: str, event_id: str) -> Response:
+        """PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId} (spec: sendLeaveV2)."""
+        origin = await authenticate_origin(services)
+        await inbound.send_leave(origin, room_id, event_id, (await json_body()).raw)
+        return reply({})
+
+    @bp.route("/_matrix/federation/v1/send_leave/<room_id>/<event_id>", methods=["PUT"])
+    async def send_leave_v1(room_id: str, event_id: str) -> Response:
+        """PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId} (deprecated: [200, {}])."""
+        origin = await authenticate_origin(services)
+        await inbound.send_leave(origin, room_id, event_id, (await json_body()).raw)
+        return reply([200, {}])
+
     @bp.route("/_matrix/federation/v2/invite/<room_id>/<event_id>", methods=["PUT"])
     async def invite_v2(room_id: str, event_id: str) -> Response:
         """PUT /_matrix/federation/v2/invite/{roomId}/{eventId} (spec: sendInviteV2)."""

@@ -188,7 +188,7 @@ class InboundFederation:
         try:
             auth_rules.check_event(event, auth_state, found.get(view.create_event_id))
         except AuthError as e:
-            raise MatrixError(403, Codes.FORBIDDEN, f"You cannot join this room: {e}") from None
+            raise MatrixError(403, Codes.FORBIDDEN, f"Not allowed in this room: {e}") from None
 
     async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any
                         ) -> dict[str, Any]:
@@ -214,3 +214,47 @@ class InboundFederation:
         state, chain = await self._remote.state_and_auth_chain(room_id, event)
         return {"origin": self._server_name, "event": dict(event.pdu),
                 "state": state, "auth_chain": chain, "members_omitted": False}
+
+    # -- leaves from other servers (rejected invites) ---------------------------------------
+
+    async def make_leave(self, origin: str, room_id: str, user_id: str) -> dict[str, Any]:
+        if _server_of(user_id) != origin:
+            raise MatrixError(403, Codes.FORBIDDEN, f"{user_id} is not a user of {origin}")
+        await self.check_acl(origin, room_id)
+        view = await self._cache.room(room_id)
+        if view is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        content = {"membership": "leave"}
+        wanted = auth_rules.auth_types_for_event("m.room.member", user_id, user_id, content,
+                                                 view.room_version)
+        template: dict[str, Any] = {
+            "type": "m.room.member", "state_key": user_id, "sender": user_id,
+            "content": content, "room_id": room_id, "origin": self._server_name,
+            "origin_server_ts": now_ms(), "depth": view.depth + 1,
+            "prev_events": list(view.extremities),
+            "auth_events": [view.state[k] for k in wanted if k in view.state],
+        }
+        probe_pdu = dict(template)
+        if view.room_version.event_id_format is EventIdFormat.V1:
+            probe_pdu["event_id"] = f"$probe:{self._server_name}"
+        await self._check_allowed(view, Event.from_pdu(probe_pdu, view.room_version), wanted)
+        return {"event": template, "room_version": view.room_version.identifier}
+
+    async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> None:
+        await self.check_acl(origin, room_id)
+        view = await self._cache.room(room_id)
+        if view is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        try:
+            event = await check_pdu(pdu, view.room_version, self._keys)
+        except PduError as e:
+            raise MatrixError(400, Codes.BAD_JSON, str(e)) from None
+        if event.event_id != event_id or event.room_id != room_id or \
+                event.type != "m.room.member" or event.membership != "leave" or \
+                event.state_key != event.sender or _server_of(event.sender) != origin:
+            raise MatrixError(400, Codes.BAD_JSON,
+                              f"not a leave of a user of {origin} by themselves")
+        result = await self._remote.accept(event)
+        if result.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+            raise MatrixError(403, Codes.FORBIDDEN,
+                              f"leave refused: {result.outcome.value}: {result.reason}")

@@ -10,6 +10,7 @@ before it can be sent to the room; the appender asks for it while it holds the r
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -18,8 +19,9 @@ import apsw
 from trioserver.concurrency import Notifier
 from trioserver.errors import Codes, MatrixError
 from trioserver.identifiers import split_user_id
+from trioserver.services.clock import now_ms
 from trioserver.services.events.event import Event
-from trioserver.services.events.room_versions import get_room_version
+from trioserver.services.events.room_versions import EventIdFormat, RoomVersion, get_room_version
 from trioserver.services.events.signing import SigningKey, hash_and_sign_event
 from trioserver.services.federation.joins import FederationRequests
 from trioserver.services.federation.pdus import PduError, VerifyKeys, check_pdu
@@ -125,6 +127,42 @@ class Invites:
         if position is not None:
             self._position.advance(position)
             self._notifier.notify([user_key(user_id)])
+
+    async def reject(self, user_id: str, room_id: str) -> None:
+        """Reject an invite to a room on another server: a leave through make_leave /
+        send_leave at the inviter's server (best effort: the invite ends here either way)."""
+        row = await self._db.read(lambda c: invites_repo.get(c, user_id, room_id))
+        server = _server_of(row.inviter) if row is not None else None
+        version = get_room_version(row.room_version) if row is not None else None
+        if server is not None and version is not None:
+            try:
+                await self._send_leave(server, user_id, room_id, version)
+            except Exception as e:  # the inviting server may be gone; we still let go
+                log.info("rejecting %s's invite to %s via %s failed: %s", user_id, room_id,
+                         server, e)
+        await self.close(user_id, room_id)
+
+    async def _send_leave(self, server: str, user_id: str, room_id: str,
+                          version: RoomVersion) -> None:
+        room, user = quote(room_id, safe=""), quote(user_id, safe="")
+        answer = await self._client.get_json(
+            server, f"/_matrix/federation/v1/make_leave/{room}/{user}")
+        template = answer.get("event") if isinstance(answer, dict) else None
+        if not isinstance(template, dict) or template.get("state_key") != user_id or \
+                template.get("sender") != user_id or template.get("type") != "m.room.member":
+            raise MatrixError(502, Codes.UNKNOWN, "make_leave gave an unusable template")
+        pdu: dict[str, Any] = {k: template[k] for k in (
+            "type", "state_key", "sender", "room_id", "prev_events", "auth_events", "depth")
+            if k in template}
+        pdu["content"] = {"membership": "leave"}
+        pdu["origin_server_ts"] = now_ms()
+        if version.event_id_format is EventIdFormat.V1:
+            pdu["event_id"] = f"${secrets.token_urlsafe(18)}:{self._server_name}"
+        signed = hash_and_sign_event(pdu, self._server_name, self._key, version)
+        event = Event.from_pdu(signed, version)
+        await self._client.put_json(
+            server, f"/_matrix/federation/v2/send_leave/{room}/"
+                    f"{quote(event.event_id, safe='')}", dict(event.pdu))
 
     # -- outbound --------------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ class InviteHooks(Protocol):
 
     async def close(self, user_id: str, room_id: str) -> None: ...
 
+    async def reject(self, user_id: str, room_id: str) -> None: ...
+
 
 def check_room_id(room_id: str) -> str:
     if not room_id.startswith("!") or len(room_id.encode()) > MAX_ID_BYTES or \
@@ -316,8 +318,8 @@ class Rooms:
         check_room_id(room_id)
         if await self._cache.room(room_id) is None and self.invites is not None and \
                 await self.invites.inviter_server(requester.user_id, room_id):
-            # Rejecting an invite to a room on another server: the invite ends here.
-            await self.invites.close(requester.user_id, room_id)
+            # Rejecting an invite to a room on another server.
+            await self.invites.reject(requester.user_id, room_id)
             return
         view = await self._room(room_id)
         current = await self.membership_of(view, requester.user_id)
