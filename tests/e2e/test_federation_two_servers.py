@@ -10,8 +10,19 @@ import httpx
 import pytest
 import trio
 
-from tests.e2e.helpers import bearer, create_room, put_state, register, room_path, send_text
-from tests.federation_peer import Peer, start_tls_peer
+from tests.e2e.helpers import (
+    bearer,
+    create_room,
+    login,
+    put_state,
+    register,
+    room_path,
+    send_text,
+)
+from tests.federation_peer import Peer, free_port, start_tls_peer
+from tests.server_process import start_server
+from tests.tls_certs import make_cert
+from trioserver.services.events.signing import parse_key_file_line
 
 DEADLINE_S = 15.0
 
@@ -190,3 +201,46 @@ async def test_invites_across_servers_join_and_reject(peers: tuple[Peer, Peer]) 
             return "thanks for the invite" in await _bodies(ha, alice["access_token"], accept)
 
         await _eventually(on_a)
+
+
+def _peer_at(data_dir: Path, port: int) -> Peer:
+    """A TLS peer on a given port and data dir (so it can be restarted as the same server)."""
+    certs = make_cert(data_dir / "tls", name="127.0.0.1")
+    config = (f'[tls]\ncert = "{certs.cert}"\nkey = "{certs.key}"\n'
+              f'listen = "127.0.0.1:{port}"\n'
+              "[federation]\ninsecure_skip_verify = true\nallow_private_addresses = true\n"
+              "trusted_key_servers = []\n")
+    proc = start_server(data_dir / "data", "--open-registration", "--no-rate-limits",
+                        config_text=config, server_name=f"127.0.0.1:{port}")
+    return Peer(proc, f"127.0.0.1:{port}",
+                parse_key_file_line((proc.data_dir / "signing.key").read_text()))
+
+
+async def test_events_queued_for_a_down_server_survive_a_restart(tmp_path: Path) -> None:
+    port_a, port_b = free_port(), free_port()
+    a, b = _peer_at(tmp_path / "a", port_a), _peer_at(tmp_path / "b", port_b)
+    try:
+        async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+                httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+            alice = await register(ha, "alice")
+            bob = await register(hb, "bob")
+            room = await create_room(ha, alice["access_token"], preset="public_chat")
+            r = await hb.post(f"/_matrix/client/v3/join/{room}", params={"via": a.name},
+                              json={}, headers=bearer(bob["access_token"]))
+            assert r.status_code == 200, r.text
+        b.proc.stop()
+        async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha:
+            await send_text(ha, alice["access_token"], room, "sent while B was down")
+        a.proc.stop()  # what A had queued in memory is gone with it
+        b = _peer_at(tmp_path / "b", port_b)
+        a = _peer_at(tmp_path / "a", port_a)
+        async with httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+            token = (await login(hb, "bob")).json()["access_token"]
+
+            async def arrived() -> bool:
+                return "sent while B was down" in await _bodies(hb, token, room)
+
+            await _eventually(arrived)
+    finally:
+        a.proc.stop()
+        b.proc.stop()

@@ -182,7 +182,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         events = response.get("events") if isinstance(response, dict) else None
         return events if isinstance(events, list) else []
 
-    federation_sender = FederationSender(config.server_name, room_servers, send_transaction)
+    federation_sender = FederationSender(config.server_name, room_servers, send_transaction, db)
     room_reader.backfill = Backfiller(config.server_name, db, room_cache, room_servers,
                                       federation_client, keyring).backfill
     rooms.invites = invites

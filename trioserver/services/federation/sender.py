@@ -6,8 +6,9 @@ destination's task sends what is queued in transactions of at most 50 PDUs
 exponential backoff (1 s doubling to 10 min), so a slow or dead server only delays itself:
 local users never wait for it, and the other destinations carry on.
 
-Queues live in memory (a restart drops what a down server had not received yet; it catches
-up from our forward extremities when it next sends us something or backfills).
+Each destination's last acknowledged position is stored (federation_destinations): after a
+restart the sender queues again, from there, our events in the rooms that server is in, so
+nothing queued is lost to a restart or a long outage.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -23,6 +25,8 @@ import trio
 from trioserver.identifiers import split_user_id
 from trioserver.services.events.event import Event
 from trioserver.services.federation.room_servers import RoomServers
+from trioserver.storage.db import Database
+from trioserver.storage.repositories import federation_out as out_repo
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,12 @@ BACKOFF_MAX_S = 600.0
 SendTransaction = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
 
 
+CATCH_UP_LIMIT = 1000
+
+
 class _Destination:
     def __init__(self) -> None:
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[tuple[int, dict[str, Any]]] = []  # (stream ordering, PDU)
         self.wakeup = trio.Event()
         self.sent = 0
         self.failures = 0
@@ -44,7 +51,8 @@ class _Destination:
 
 class FederationSender:
     def __init__(self, server_name: str, servers: RoomServers,
-                 send_transaction: SendTransaction) -> None:
+                 send_transaction: SendTransaction, db: Database | None = None) -> None:
+        self._db = db
         self._server_name = server_name
         self._servers = servers
         self._send = send_transaction
@@ -57,9 +65,9 @@ class FederationSender:
         """Appender listener: queue our own events (never relay other servers' events)."""
         if self._nursery is None or not event.sender.endswith(f":{self._server_name}"):
             return
-        self._nursery.start_soon(self._fan_out, event)
+        self._nursery.start_soon(self._fan_out, event, stream_ordering)
 
-    async def _fan_out(self, event: Event) -> None:
+    async def _fan_out(self, event: Event, stream_ordering: int) -> None:
         servers = set(await self._servers.of(event.room_id))
         if event.type == "m.room.member" and event.state_key is not None:
             # A kick, ban or leave takes the target's server out of the room: it must still
@@ -69,17 +77,21 @@ class FederationSender:
                 servers.add(target[1])
         for server in sorted(servers):
             if server != self._server_name:
-                self.queue(server, dict(event.pdu))
+                if server not in self._destinations and self._db is not None:
+                    # Remember the destination before its first send, for catch-up.
+                    await self._db.write(partial(out_repo.mark_acked, destination=server,
+                                                 stream_ordering=stream_ordering - 1))
+                self.queue(server, dict(event.pdu), stream_ordering)
 
-    def queue(self, destination: str, pdu: dict[str, Any]) -> None:
+    def queue(self, destination: str, pdu: dict[str, Any], stream_ordering: int = 0) -> None:
         dest = self._destinations.get(destination)
         if dest is None:
             dest = self._destinations[destination] = _Destination()
             assert self._nursery is not None
             self._nursery.start_soon(self._run_destination, destination, dest)
         if len(dest.pending) >= MAX_QUEUE:
-            dest.pending.pop(0)  # a server that never comes back must not exhaust memory
-        dest.pending.append(pdu)
+            dest.pending.pop(0)  # the rest comes back from the database on the next start
+        dest.pending.append((stream_ordering, pdu))
         dest.wakeup.set()
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -91,7 +103,20 @@ class FederationSender:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
+            await self._catch_up()
             await trio.sleep_forever()
+
+    async def _catch_up(self) -> None:
+        """Queue again what each known destination had not acknowledged before we stopped."""
+        if self._db is None:
+            return
+        db = self._db
+        for destination, last in await db.read(out_repo.destinations):
+            pending = await db.read(partial(
+                out_repo.unacked_events, destination=destination, after=last,
+                our_server=self._server_name, limit=CATCH_UP_LIMIT))
+            for stored in pending:
+                self.queue(destination, dict(stored.pdu), stored.stream_ordering)
 
     async def _run_destination(self, destination: str, dest: _Destination) -> None:
         backoff = BACKOFF_START_S
@@ -101,8 +126,8 @@ class FederationSender:
                 await dest.wakeup.wait()
             batch = dest.pending[:MAX_PDUS]
             txn_id = f"{self._boot}.{next(self._txn_ids)}"
-            body = {"origin": self._server_name,
-                    "origin_server_ts": int(time.time() * 1000), "pdus": batch, "edus": []}
+            body = {"origin": self._server_name, "origin_server_ts": int(time.time() * 1000),
+                    "pdus": [pdu for _, pdu in batch], "edus": []}
             while True:
                 try:
                     await self._send(destination, txn_id, body)
@@ -116,3 +141,7 @@ class FederationSender:
             backoff = BACKOFF_START_S
             del dest.pending[:len(batch)]
             dest.sent += len(batch)
+            acked = max(ordering for ordering, _ in batch)
+            if self._db is not None and acked > 0:
+                await self._db.write(partial(out_repo.mark_acked, destination=destination,
+                                             stream_ordering=acked))
