@@ -193,3 +193,64 @@ async def test_concurrent_branches_are_resolved_and_merged(services: Services) -
     merged = await services.rooms.view(room)
     assert len(merged.extremities) == 1
     assert merged.state[("m.room.topic", "")] == view.state[("m.room.topic", "")]
+
+
+async def test_a_gap_is_bridged_with_the_state_the_origin_reports(services: Services) -> None:
+    """Events beyond a gap that get_missing_events cannot fill are checked against the state
+    at the missing events (from /state), which is kept as outliers."""
+    from trioserver.services.federation.inbound import InboundFederation
+    from trioserver.storage.ttl_store import TTLStore as Store
+
+    room = await _room(services)
+    view = await services.rooms.view(room)
+    join_pdu = REMOTE.on_top_of(view, type="m.room.member", sender=BOB, state_key=BOB,
+                                content={"membership": "join"})
+    result, join = await _accept(services, join_pdu)
+    assert result.outcome is Outcome.ACCEPTED
+    view = await services.rooms.view(room)
+    auth = [view.state[k] for k in (("m.room.power_levels", ""), ("m.room.member", BOB))]
+    # M1 never reaches us; M2 builds on it.
+    m1 = REMOTE.event(view.room_version, room_id=room, type="m.room.message", sender=BOB,
+                      content={"body": "lost"}, prev_events=[join.event_id],
+                      auth_events=auth, depth=view.depth + 1)
+    m1_event = await check_pdu(m1, view.room_version, FakeKeys(REMOTE))
+    m2 = REMOTE.event(view.room_version, room_id=room, type="m.room.message", sender=BOB,
+                      content={"body": "after the gap"}, prev_events=[m1_event.event_id],
+                      auth_events=auth, depth=view.depth + 2)
+    state_at_m1 = [dict((await services.room_reader._cache.events([v]))[v].pdu)
+                   for v in view.state.values()]
+    calls: list[str] = []
+
+    async def no_missing(origin: str, room_id: str, earliest: list[str], latest: list[str],
+                         limit: int) -> list[Any]:
+        return []
+
+    async def fetch_state(origin: str, room_id: str, event_id: str
+                          ) -> tuple[list[Any], list[Any], Any]:
+        calls.append(event_id)
+        return state_at_m1, [], m1
+
+    inbound = InboundFederation("local.test", services.room_reader._cache,
+                                services.remote_events, FakeKeys(REMOTE), Store(), no_missing,
+                                fetch_state)
+    answer = await inbound.transaction("remote.test", "t1", {"pdus": [m2]})
+    m2_id = next(iter(answer["pdus"]))
+    assert answer["pdus"][m2_id] == {}, answer
+    assert calls == [m1_event.event_id]
+    view = await services.rooms.view(room)
+    assert m2_id in view.extremities
+    assert view.state[("m.room.member", BOB)] == join.event_id
+    # Without the state (the origin cannot say), the event is refused and nothing changes.
+
+    async def no_state(origin: str, room_id: str, event_id: str) -> Any:
+        raise ConnectionError("gone")
+
+    m3 = REMOTE.event(view.room_version, room_id=room, type="m.room.message", sender=BOB,
+                      content={"body": "beyond another gap"}, prev_events=["$unknowable"],
+                      auth_events=auth, depth=view.depth + 3)
+    refused = InboundFederation("local.test", services.room_reader._cache,
+                                services.remote_events, FakeKeys(REMOTE), Store(), no_missing,
+                                no_state)
+    answer = await refused.transaction("remote.test", "t2", {"pdus": [m3]})
+    assert "missing_prev_events" in next(iter(answer["pdus"].values()))["error"]
+    assert (await services.rooms.view(room)).extremities == view.extremities

@@ -182,6 +182,18 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         events = response.get("events") if isinstance(response, dict) else None
         return events if isinstance(events, list) else []
 
+    async def fetch_state(origin: str, room_id: str, event_id: str
+                          ) -> tuple[list[Any], list[Any], Any]:
+        room = quote(room_id, safe="")
+        state = await federation_client.get_json(
+            origin, f"/_matrix/federation/v1/state/{room}", query={"event_id": event_id})
+        event = await federation_client.get_json(
+            origin, f"/_matrix/federation/v1/event/{quote(event_id, safe='')}")
+        pdus = event.get("pdus") if isinstance(event, dict) else None
+        if not isinstance(state, dict) or not isinstance(pdus, list) or not pdus:
+            raise ValueError(f"{origin} sent no state or event for {event_id}")
+        return list(state.get("pdus", [])), list(state.get("auth_chain", [])), pdus[0]
+
     federation_sender = FederationSender(config.server_name, room_servers, send_transaction, db)
     room_reader.backfill = Backfiller(config.server_name, db, room_cache, room_servers,
                                       federation_client, keyring).backfill
@@ -227,7 +239,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         room_servers=room_servers,
         federation_reads=FederationReads(config.server_name, db, room_cache, room_servers),
         federation_in=InboundFederation(config.server_name, room_cache, remote_events, keyring,
-                                        ttl, fetch_missing),
+                                        ttl, fetch_missing, fetch_state),
         federation_sender=federation_sender,
         invites=invites,
         remote_events=remote_events,

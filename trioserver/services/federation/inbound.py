@@ -21,6 +21,7 @@ from trioserver.services.events.event import Event
 from trioserver.services.events.hashing import compute_event_id
 from trioserver.services.events.room_versions import EventIdFormat, RoomVersion
 from trioserver.services.federation.acl import server_allowed
+from trioserver.services.federation.chain import accept_chain, event_id_of
 from trioserver.services.federation.pdus import PduError, VerifyKeys, check_pdu
 from trioserver.services.rooms.cache import RoomCache, RoomView
 from trioserver.services.rooms.remote import Outcome, RemoteEvents
@@ -32,6 +33,14 @@ MAX_PDUS = 50
 MAX_EDUS = 100
 TXN_TTL_S = 3600.0
 MISSING_EVENTS_LIMIT = 20
+
+
+MAX_GAP_STATES = 5
+
+
+class FetchState(Protocol):
+    async def __call__(self, origin: str, room_id: str, event_id: str
+                       ) -> tuple[list[Any], list[Any], Any]: ...
 
 
 class FetchMissing(Protocol):
@@ -56,8 +65,9 @@ def _server_of(user_id: str) -> str | None:
 
 class InboundFederation:
     def __init__(self, server_name: str, cache: RoomCache, remote: RemoteEvents,
-                 keys: VerifyKeys, ttl: TTLStore, fetch_missing: FetchMissing | None = None
-                 ) -> None:
+                 keys: VerifyKeys, ttl: TTLStore, fetch_missing: FetchMissing | None = None,
+                 fetch_state: FetchState | None = None) -> None:
+        self._fetch_state = fetch_state
         self._server_name = server_name
         self._cache = cache
         self._remote = remote
@@ -121,11 +131,52 @@ class InboundFederation:
         if result.outcome is Outcome.MISSING_PREVS and self._fetch_missing is not None:
             await self._fill_gap(origin, event)
             result = await self._remote.accept(event)
+        if result.outcome is Outcome.MISSING_PREVS and self._fetch_state is not None:
+            # The gap is too big to walk: take the state at the missing events from the origin.
+            states = await self._states_at(origin, event, list(result.missing))
+            if states:
+                result = await self._remote.accept(event, prev_states=states)
         if result.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
             return event.event_id, None
         log.info("PDU %s from %s: %s %s", event.event_id, origin, result.outcome.value,
                  result.reason)
         return event.event_id, f"{result.outcome.value}: {result.reason}"
+
+    async def _states_at(self, origin: str, event: Event, missing: list[str]
+                         ) -> dict[str, dict[tuple[str, str], str]]:
+        """For each missing prev event: the state after it, from the origin's `/state` and
+        the event itself, every event checked (signatures, auth) and kept as an outlier."""
+        assert self._fetch_state is not None
+        view = await self._cache.room(event.room_id)
+        if view is None:
+            return {}
+        version = view.room_version
+        out: dict[str, dict[tuple[str, str], str]] = {}
+        for prev_id in missing[:MAX_GAP_STATES]:
+            try:
+                state_pdus, chain_pdus, prev_pdu = await self._fetch_state(
+                    origin, event.room_id, prev_id)
+            except Exception as e:  # the event is then refused, nothing else
+                log.info("state at %s from %s failed: %s", prev_id, origin, e)
+                return {}
+            # What we already hold (state and auth events among them) is not checked again.
+            ids = {event_id_of(p, version) for p in [*state_pdus, *chain_pdus, prev_pdu]}
+            ids |= {a for p in [*state_pdus, *chain_pdus, prev_pdu] if isinstance(p, dict)
+                    for a in p.get("auth_events", []) if isinstance(a, str)}
+            known = await self._cache.events(ids - {""})
+            accepted = await accept_chain([*chain_pdus, *state_pdus, prev_pdu], version,
+                                          self._keys, known)
+            prev = accepted.get(prev_id)
+            if prev is None:
+                return {}
+            state = {accepted[i].state_tuple: i for p in state_pdus
+                     if (i := event_id_of(p, version)) in accepted
+                     and accepted[i].state_key is not None}
+            if prev.state_key is not None:
+                state[prev.state_tuple] = prev.event_id
+            await self._remote.store_outliers(event.room_id, accepted)
+            out[prev_id] = state
+        return out
 
     async def _fill_gap(self, origin: str, event: Event) -> None:
         """Fetch the events between our extremities and `event` from the origin."""

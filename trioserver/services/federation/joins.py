@@ -21,10 +21,8 @@ import apsw
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.clock import now_ms
 from trioserver.services.events import auth_rules
-from trioserver.services.events.auth_events import check_auth_events
 from trioserver.services.events.auth_numbers import AuthError
 from trioserver.services.events.event import Event
-from trioserver.services.events.hashing import compute_event_id
 from trioserver.services.events.room_versions import (
     ROOM_VERSIONS,
     EventIdFormat,
@@ -32,6 +30,7 @@ from trioserver.services.events.room_versions import (
     get_room_version,
 )
 from trioserver.services.events.signing import SigningKey, hash_and_sign_event
+from trioserver.services.federation.chain import accept_chain, event_id_of
 from trioserver.services.federation.pdus import PduError, VerifyKeys, check_pdu
 from trioserver.services.rooms.appender import Appender
 from trioserver.services.rooms.cache import RoomCache
@@ -146,29 +145,7 @@ class RemoteJoiner:
         return Event.from_pdu(signed, version)
 
     async def _check_all(self, pdus: list[Any], version: RoomVersion) -> dict[str, Event]:
-        """Signature-checked events that pass auth against their own auth events, checked
-        in topological (depth) order; the others are left out (rejected)."""
-        parsed: dict[str, Event] = {}
-        for pdu in pdus:
-            try:
-                event = await check_pdu(pdu, version, self._keys)
-            except PduError as e:
-                log.info("state/auth event refused: %s", e)
-                continue
-            parsed[event.event_id] = event
-        create = next((e for e in parsed.values() if e.type == "m.room.create"), None)
-        accepted: dict[str, Event] = {}
-        for event in sorted(parsed.values(), key=lambda e: (e.depth, e.event_id)):
-            try:
-                auth = [accepted[a] for a in event.auth_events if a in accepted]
-                auth_state = check_auth_events(event, auth, create_event=create)
-                auth_rules.check_event(event, auth_state,
-                                       create if event.type != "m.room.create" else None)
-            except (AuthError, ValueError) as e:
-                log.info("state/auth event %s rejected: %s", event.event_id, e)
-                continue
-            accepted[event.event_id] = event
-        return accepted
+        return await accept_chain(pdus, version, self._keys)
 
     async def _persist(self, room_id: str, version: RoomVersion, create: Event, join: Event,
                        accepted: dict[str, Event], state: dict[tuple[str, str], str]) -> None:
@@ -217,9 +194,4 @@ def _version_of(template: Any) -> RoomVersion:
 
 
 def _id_of(pdu: dict[str, Any], version: RoomVersion) -> str:
-    if version.event_id_format is EventIdFormat.V1:
-        return str(pdu.get("event_id", ""))
-    try:
-        return compute_event_id(pdu, version)
-    except (KeyError, TypeError, ValueError):
-        return ""
+    return event_id_of(pdu, version)

@@ -67,8 +67,13 @@ class RemoteEvents:
         self._serializer = serializer
         self._appender = appender
 
-    async def accept(self, event: Event) -> Result:
-        """Check and persist one received PDU (signatures and hashes already checked)."""
+    async def accept(self, event: Event, *,
+                     prev_states: Mapping[str, StateMap] | None = None) -> Result:
+        """Check and persist one received PDU (signatures and hashes already checked).
+
+        `prev_states` gives, for prev_events we do not have (a gap we could not fill), the
+        state after each of them as another server reported it (`/state`): the event is then
+        checked against the resolution of those states and the ones we know."""
         async with self._serializer.hold(room_key(event.room_id)):
             view = await self._cache.room(event.room_id)
             if view is None:
@@ -77,12 +82,15 @@ class RemoteEvents:
                 lambda c: events_repo.get_events(c, [event.event_id, *event.prev_events]))
             if event.event_id in known:
                 return Result(Outcome.DUPLICATE)
-            missing = tuple(p for p in event.prev_events if p not in known)
+            missing = tuple(p for p in event.prev_events if p not in known
+                            and (prev_states is None or p not in prev_states))
             if missing:
                 return Result(Outcome.MISSING_PREVS, "unknown prev_events", missing)
-            prevs = [known[p] for p in event.prev_events]
+            prevs = [known[p] for p in event.prev_events if p in known]
+            gap_states = [prev_states[p] for p in event.prev_events
+                          if p not in known and prev_states is not None]
             try:
-                before = await self._state_before(view, prevs)
+                before = await self._state_before(view, prevs, gap_states)
                 await self._check_auth(view, event, before)
             except AuthError as e:
                 return Result(Outcome.REJECTED, str(e))
@@ -115,12 +123,27 @@ class RemoteEvents:
         return ([dict(with_chains[e].pdu) for e in sorted(state_ids) if e in with_chains],
                 [dict(with_chains[e].pdu) for e in sorted(chain) if e in with_chains])
 
+    async def store_outliers(self, room_id: str, events: Mapping[str, Event]) -> None:
+        """Keep events we need for auth and state but not in the timeline (gap state)."""
+        known = await self._db.read(lambda c: events_repo.get_events(c, list(events)))
+
+        def write(conn: apsw.Connection) -> None:
+            for event_id, event in events.items():
+                if event_id not in known:
+                    events_repo.insert_outlier(conn, event_id, room_id, dict(event.pdu))
+
+        await self._db.write(write)
+        for event in events.values():
+            self._cache.put_event(event)
+
     # -- state -----------------------------------------------------------------------------
 
-    async def _state_before(self, view: RoomView, prevs: Sequence[StoredEvent]) -> StateMap:
+    async def _state_before(self, view: RoomView, prevs: Sequence[StoredEvent],
+                            gap_states: Sequence[StateMap] = ()) -> StateMap:
         groups = [p.state_after for p in prevs]
         states = await self._db.read(
             lambda c: [events_repo.load_state_group(c, g) for g in dict.fromkeys(groups)])
+        states = [*states, *gap_states]
         if len(states) == 1:
             return states[0]
         return await self._resolve(view, states)
@@ -191,12 +214,16 @@ class RemoteEvents:
             others = await self._db.read(lambda c: _states_after(c, extremities[:-1]))
             current = await self._resolve(view, [after, *others], event)
         old_current = dict(view.state)
-        base = prevs[0]
+        base = prevs[0] if prevs else None
 
         def write(conn: apsw.Connection) -> tuple[int, int]:
-            base_state = events_repo.load_state_group(conn, base.state_after)
-            before_group = base.state_after if before == base_state else _group(
-                conn, event.room_id, base.state_after, base_state, before)
+            if base is None:  # every prev event is beyond a gap: a snapshot of `before`
+                before_group = events_repo.create_state_group(
+                    conn, event.room_id, None, {}, len(before), lambda: dict(before))
+            else:
+                base_state = events_repo.load_state_group(conn, base.state_after)
+                before_group = base.state_after if before == base_state else _group(
+                    conn, event.room_id, base.state_after, base_state, before)
             after_group = before_group if event.state_key is None else _group(
                 conn, event.room_id, before_group, before, after)
             ordering = events_repo.insert_event(
