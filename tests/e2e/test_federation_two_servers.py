@@ -244,3 +244,42 @@ async def test_events_queued_for_a_down_server_survive_a_restart(tmp_path: Path)
     finally:
         a.proc.stop()
         b.proc.stop()
+
+
+async def test_knock_across_servers_then_invite_and_join(peers: tuple[Peer, Peer]) -> None:
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice = await register(ha, "alice")
+        bob = await register(hb, "bob")
+        room = await create_room(ha, alice["access_token"], preset="private_chat",
+                                 name="knock here", initial_state=[{
+                                     "type": "m.room.join_rules", "state_key": "",
+                                     "content": {"join_rule": "knock"}}])
+        first = (await hb.get("/_matrix/client/v3/sync",
+                              headers=bearer(bob["access_token"]))).json()["next_batch"]
+        r = await hb.post(f"/_matrix/client/v3/knock/{room}", params={"via": a.name},
+                          json={"reason": "let me in"}, headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        # A holds the knock; B's /sync shows it with the stripped state A sent.
+        r = await ha.get(room_path(room, "state", "m.room.member", bob["user_id"]),
+                         headers=bearer(alice["access_token"]))
+        assert r.json()["membership"] == "knock"
+        synced = (await hb.get("/_matrix/client/v3/sync", params={"since": first},
+                               headers=bearer(bob["access_token"]))).json()
+        knock_state = synced["rooms"]["knock"][room]["knock_state"]["events"]
+        assert any(e["type"] == "m.room.name" and e["content"]["name"] == "knock here"
+                   for e in knock_state)
+        # Alice lets Bob in: the invite replaces the knock, and Bob joins.
+        r = await ha.post(room_path(room, "invite"), json={"user_id": bob["user_id"]},
+                          headers=bearer(alice["access_token"]))
+        assert r.status_code == 200, r.text
+        r = await hb.post(f"/_matrix/client/v3/join/{room}", json={},
+                          headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        await send_text(hb, bob["access_token"], room, "knocked and came in")
+
+        async def on_a() -> bool:
+            return "knocked and came in" in await _bodies(ha, alice["access_token"], room)
+
+        await _eventually(on_a)

@@ -344,3 +344,27 @@ async def test_invites_rejected_across_servers(servers: Servers) -> None:
 
 async def _is(user: User, room_id: str, member: str, membership: str) -> bool:
     return await user.membership(room_id, member) == membership
+
+
+async def test_knocks_across_servers(servers: Servers) -> None:
+    alice, bob = await servers.trio_user(), await servers.synapse_user()
+    knock_rules = [{"type": "m.room.join_rules", "state_key": "",
+                    "content": {"join_rule": "knock"}}]
+    # A Synapse user knocks on a trioserver room (make_knock / send_knock to us).
+    ours = (await alice.ok("POST", "/createRoom", {"preset": "private_chat",
+                                                   "initial_state": knock_rules}))["room_id"]
+    r = await bob.call("POST", f"/knock/{q(ours)}", {}, server_name=servers.trioserver_name)
+    assert r.status_code == 200, r.text
+    await eventually(lambda: _is(alice, ours, bob.user_id, "knock"),
+                     "trioserver holds the Synapse user's knock")
+    # A trioserver user knocks on a Synapse room (make_knock / send_knock to Synapse).
+    theirs = (await bob.ok("POST", "/createRoom", {"preset": "private_chat",
+                                                   "initial_state": knock_rules}))["room_id"]
+    r = await alice.call("POST", f"/knock/{q(theirs)}", {}, server_name=SYNAPSE_NAME)
+    assert r.status_code == 200, r.text
+    await eventually(lambda: _is(bob, theirs, alice.user_id, "knock"),
+                     "Synapse holds the trioserver user's knock")
+    await bob.ok("POST", f"/rooms/{q(theirs)}/invite", {"user_id": alice.user_id})
+    await eventually(lambda: _invited_to(alice, theirs), "the knocker is invited")
+    r = await alice.call("POST", f"/join/{q(theirs)}", {})
+    assert r.status_code == 200, r.text

@@ -81,7 +81,8 @@ def create_blueprint(services: Services) -> Blueprint:
         """POST /_matrix/client/v3/knock/{roomIdOrAlias} (spec: knockRoom)."""
         requester = await authenticate(sessions)
         body = await json_body(optional=True)
-        room_id = await rooms.knock(requester, room_id_or_alias, body.opt_str("reason"))
+        via = [*request.args.getlist("via"), *request.args.getlist("server_name")]
+        room_id = await rooms.knock(requester, room_id_or_alias, body.opt_str("reason"), via)
         return reply({"room_id": room_id})
 
     @bp.route("/_matrix/client/v3/rooms/<room_id>/invite", methods=["POST"])

@@ -67,6 +67,21 @@ def create_blueprint(services: Services) -> Blueprint:
         await inbound.send_leave(origin, room_id, event_id, (await json_body()).raw)
         return reply([200, {}])
 
+    @bp.route("/_matrix/federation/v1/make_knock/<room_id>/<user_id>", methods=["GET"])
+    async def make_knock(room_id: str, user_id: str) -> Response:
+        """GET /_matrix/federation/v1/make_knock/{roomId}/{userId} (spec: makeKnock)."""
+        origin = await authenticate_origin(services)
+        versions = request.args.getlist("ver") or ["1"]
+        return reply(await inbound.make_membership(origin, room_id, user_id, "knock",
+                                                   versions))
+
+    @bp.route("/_matrix/federation/v1/send_knock/<room_id>/<event_id>", methods=["PUT"])
+    async def send_knock(room_id: str, event_id: str) -> Response:
+        """PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId} (spec: sendKnock)."""
+        origin = await authenticate_origin(services)
+        return reply(await inbound.send_knock(origin, room_id, event_id,
+                                              (await json_body()).raw))
+
     @bp.route("/_matrix/federation/v2/invite/<room_id>/<event_id>", methods=["PUT"])
     async def invite_v2(room_id: str, event_id: str) -> Response:
         """PUT /_matrix/federation/v2/invite/{roomId}/{eventId} (spec: sendInviteV2)."""

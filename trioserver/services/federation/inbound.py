@@ -24,7 +24,9 @@ from trioserver.services.federation.acl import server_allowed
 from trioserver.services.federation.chain import accept_chain, event_id_of
 from trioserver.services.federation.pdus import PduError, VerifyKeys, check_pdu
 from trioserver.services.rooms.cache import RoomCache, RoomView
+from trioserver.services.rooms.client_format import stripped_state
 from trioserver.services.rooms.remote import Outcome, RemoteEvents
+from trioserver.services.sync.rooms import STRIPPED_STATE_TYPES as STRIPPED_TYPES
 from trioserver.storage.ttl_store import TTLStore
 
 log = logging.getLogger(__name__)
@@ -203,17 +205,27 @@ class InboundFederation:
 
     async def make_join(self, origin: str, room_id: str, user_id: str,
                         versions: list[str]) -> dict[str, Any]:
+        return await self.make_membership(origin, room_id, user_id, "join", versions)
+
+    async def make_membership(self, origin: str, room_id: str, user_id: str,
+                              membership: str, versions: list[str] | None) -> dict[str, Any]:
+        """A membership event template (make_join, make_knock, make_leave) for a user of
+        `origin`, refused early when the room's rules would refuse it."""
         if _server_of(user_id) != origin:
             raise MatrixError(403, Codes.FORBIDDEN, f"{user_id} is not a user of {origin}")
         await self.check_acl(origin, room_id)
         view = await self._cache.room(room_id)
         if view is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-        if view.room_version.identifier not in versions:
+        if versions is not None and view.room_version.identifier not in versions:
             raise MatrixError(400, Codes.INCOMPATIBLE_ROOM_VERSION,
                               f"The room is version {view.room_version.identifier}",
                               room_version=view.room_version.identifier)
-        content = {"membership": "join"}
+        if membership == "knock" and not view.room_version.knocking:
+            raise MatrixError(400, Codes.INCOMPATIBLE_ROOM_VERSION,
+                              "This room's version does not support knocking",
+                              room_version=view.room_version.identifier)
+        content = {"membership": membership}
         wanted = auth_rules.auth_types_for_event("m.room.member", user_id, user_id, content,
                                                  view.room_version)
         template: dict[str, Any] = {
@@ -223,12 +235,38 @@ class InboundFederation:
             "prev_events": list(view.extremities),
             "auth_events": [view.state[k] for k in wanted if k in view.state],
         }
-        # Refuse early what the room's rules would refuse (e.g. an invite-only room).
         probe_pdu = dict(template)
         if view.room_version.event_id_format is EventIdFormat.V1:
             probe_pdu["event_id"] = f"$probe:{self._server_name}"
         await self._check_allowed(view, Event.from_pdu(probe_pdu, view.room_version), wanted)
         return {"event": template, "room_version": view.room_version.identifier}
+
+    async def send_knock(self, origin: str, room_id: str, event_id: str, pdu: Any
+                         ) -> dict[str, Any]:
+        """Accept a remote user's knock; answer with the stripped state knockers see."""
+        await self.check_acl(origin, room_id)
+        view = await self._cache.room(room_id)
+        if view is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        try:
+            event = await check_pdu(pdu, view.room_version, self._keys)
+        except PduError as e:
+            raise MatrixError(400, Codes.BAD_JSON, str(e)) from None
+        if event.event_id != event_id or event.room_id != room_id or \
+                event.type != "m.room.member" or event.membership != "knock" or \
+                event.state_key != event.sender or _server_of(event.sender) != origin:
+            raise MatrixError(400, Codes.BAD_JSON,
+                              f"not a knock of a user of {origin} by themselves")
+        result = await self._remote.accept(event)
+        if result.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+            raise MatrixError(403, Codes.FORBIDDEN,
+                              f"knock refused: {result.outcome.value}: {result.reason}")
+        view = await self._cache.room(room_id)
+        assert view is not None
+        keys = [(t, "") for t in STRIPPED_TYPES]
+        found = await self._cache.events(view.state[k] for k in keys if k in view.state)
+        return {"knock_room_state": [stripped_state(found[view.state[k]]) for k in keys
+                                     if k in view.state and view.state[k] in found]}
 
     async def _check_allowed(self, view: RoomView, event: Event,
                              wanted: list[tuple[str, str]]) -> None:
@@ -269,27 +307,7 @@ class InboundFederation:
     # -- leaves from other servers (rejected invites) ---------------------------------------
 
     async def make_leave(self, origin: str, room_id: str, user_id: str) -> dict[str, Any]:
-        if _server_of(user_id) != origin:
-            raise MatrixError(403, Codes.FORBIDDEN, f"{user_id} is not a user of {origin}")
-        await self.check_acl(origin, room_id)
-        view = await self._cache.room(room_id)
-        if view is None:
-            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-        content = {"membership": "leave"}
-        wanted = auth_rules.auth_types_for_event("m.room.member", user_id, user_id, content,
-                                                 view.room_version)
-        template: dict[str, Any] = {
-            "type": "m.room.member", "state_key": user_id, "sender": user_id,
-            "content": content, "room_id": room_id, "origin": self._server_name,
-            "origin_server_ts": now_ms(), "depth": view.depth + 1,
-            "prev_events": list(view.extremities),
-            "auth_events": [view.state[k] for k in wanted if k in view.state],
-        }
-        probe_pdu = dict(template)
-        if view.room_version.event_id_format is EventIdFormat.V1:
-            probe_pdu["event_id"] = f"$probe:{self._server_name}"
-        await self._check_allowed(view, Event.from_pdu(probe_pdu, view.room_version), wanted)
-        return {"event": template, "room_version": view.room_version.identifier}
+        return await self.make_membership(origin, room_id, user_id, "leave", None)
 
     async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> None:
         await self.check_acl(origin, room_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -56,9 +57,11 @@ class RemoteInviteSource(PositionedSource):
             lambda c: invites_repo.changed(c, ctx.user_id, since, upto))
         for row in rows:
             if row.active:
-                invite: dict[str, Any] = {k: row.pdu[k] for k in (
+                own: dict[str, Any] = {k: row.pdu[k] for k in (
                     "type", "state_key", "sender", "content") if k in row.pdu}
-                out.remote_invites[row.room_id] = [*row.invite_state, invite]
+                section = out.remote_knocks if row.membership == "knock" else \
+                    out.remote_invites
+                section[row.room_id] = [*row.invite_state, own]
             elif since is not None:
                 out.remote_invites.pop(row.room_id, None)
                 out.remote_invites_gone.append(row.room_id)
@@ -127,6 +130,61 @@ class Invites:
         if position is not None:
             self._position.advance(position)
             self._notifier.notify([user_key(user_id)])
+
+    async def knock(self, user_id: str, room_id: str, servers: list[str],
+                    content: dict[str, Any]) -> None:
+        """Knock on a room on another server (make_knock / send_knock through the first of
+        `servers` that answers); the knock shows in /sync until answered."""
+        room, user = quote(room_id, safe=""), quote(user_id, safe="")
+        last: Exception | None = None
+        for server in [s for s in dict.fromkeys(servers) if s != self._server_name]:
+            try:
+                answer = await self._client.get_json(
+                    server, f"/_matrix/federation/v1/make_knock/{room}/{user}",
+                    query={"ver": [v for v in ("7", "8", "9", "10", "11", "12")]})
+                version_id = answer.get("room_version") if isinstance(answer, dict) else None
+                version = get_room_version(version_id) if isinstance(version_id, str) else None
+                template = answer.get("event") if isinstance(answer, dict) else None
+                if version is None or not isinstance(template, dict) or \
+                        template.get("state_key") != user_id:
+                    raise MatrixError(502, Codes.UNKNOWN, "make_knock gave an unusable answer")
+                event = self._sign_membership(template, version, user_id,
+                                              {**content, "membership": "knock"})
+                response = await self._client.put_json(
+                    server, f"/_matrix/federation/v1/send_knock/{room}/"
+                            f"{quote(event.event_id, safe='')}", dict(event.pdu))
+                raw = response.get("knock_room_state") if isinstance(response, dict) else None
+                state = [s for s in raw if isinstance(s, dict)][:50] \
+                    if isinstance(raw, list) else []
+                position = await self._db.write(partial(
+                    invites_repo.put, user_id=user_id, room_id=room_id,
+                    event_id=event.event_id, room_version=version.identifier,
+                    inviter=user_id, invite_state=state, pdu=dict(event.pdu),
+                    membership="knock"))
+                self._position.advance(position)
+                self._notifier.notify([user_key(user_id)])
+                return
+            except MatrixError as e:
+                if e.status in (400, 403):
+                    raise
+                last = e
+            except Exception as e:  # an unreachable server: try the next one
+                last = e
+        raise MatrixError(404, Codes.NOT_FOUND, f"Could not knock on {room_id}: {last}")
+
+    def _sign_membership(self, template: dict[str, Any], version: RoomVersion, user_id: str,
+                         content: dict[str, Any]) -> Event:
+        if template.get("sender") != user_id or template.get("type") != "m.room.member":
+            raise MatrixError(502, Codes.UNKNOWN, "the template is not this user's membership")
+        pdu: dict[str, Any] = {k: template[k] for k in (
+            "type", "state_key", "sender", "room_id", "prev_events", "auth_events", "depth")
+            if k in template}
+        pdu["content"] = content
+        pdu["origin_server_ts"] = now_ms()
+        if version.event_id_format is EventIdFormat.V1:
+            pdu["event_id"] = f"${secrets.token_urlsafe(18)}:{self._server_name}"
+        signed = hash_and_sign_event(pdu, self._server_name, self._key, version)
+        return Event.from_pdu(signed, version)
 
     async def reject(self, user_id: str, room_id: str) -> None:
         """Reject an invite to a room on another server: a leave through make_leave /

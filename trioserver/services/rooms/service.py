@@ -67,6 +67,9 @@ class InviteHooks(Protocol):
 
     async def reject(self, user_id: str, room_id: str) -> None: ...
 
+    async def knock(self, user_id: str, room_id: str, servers: list[str],
+                    content: dict[str, Any]) -> None: ...
+
 
 def check_room_id(room_id: str) -> str:
     if not room_id.startswith("!") or len(room_id.encode()) > MAX_ID_BYTES or \
@@ -265,9 +268,17 @@ class Rooms:
         return room_id
 
     async def knock(self, requester: Requester, room_id_or_alias: str,
-                    reason: str | None = None) -> str:
+                    reason: str | None = None, via: Sequence[str] = ()) -> str:
         room_id = (await self.resolve_alias(room_id_or_alias)
                    if room_id_or_alias.startswith("#") else check_room_id(room_id_or_alias))
+        if await self._cache.room(room_id) is None and self.invites is not None:
+            # A room on another server: knock through the servers the client named.
+            servers = [*via, *([room_id.split(":", 1)[1]] if ":" in room_id else [])]
+            if not servers:
+                raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+            content = await self.member_content(requester.user_id, "knock", reason)
+            await self.invites.knock(requester.user_id, room_id, servers, content)
+            return room_id
         view = await self._room(room_id)
         if not view.room_version.knocking:
             raise forbidden("This room version does not support knocking")

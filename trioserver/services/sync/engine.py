@@ -219,6 +219,10 @@ class SyncEngine:
             if room_id not in current and flt.room.wants_room(room_id):
                 invite[room_id] = {"invite_state": {"events": stripped}}
 
+        for room_id, stripped in result.remote_knocks.items():
+            if room_id not in current and flt.room.wants_room(room_id):
+                knock[room_id] = {"knock_state": {"events": stripped}}
+
         leave: dict[str, Any] = {}
         for room_id in result.remote_invites_gone:
             if room_id not in current and flt.room.wants_room(room_id):

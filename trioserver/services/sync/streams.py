@@ -71,6 +71,7 @@ class SyncResult:
     # the invite last); and rooms whose such invite ended (joined or rejected).
     remote_invites: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     remote_invites_gone: list[str] = field(default_factory=list)
+    remote_knocks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def room(self, room_id: str) -> RoomExtras:
         extras = self.rooms.get(room_id)
@@ -83,6 +84,7 @@ class SyncResult:
         return bool(
             self.account_data or self.presence or self.to_device or self.device_lists_changed
             or self.device_lists_left or self.remote_invites or self.remote_invites_gone
+            or self.remote_knocks
             or any(r.ephemeral or r.account_data or r.unread_notifications is not None
                    for r in self.rooms.values())
         )

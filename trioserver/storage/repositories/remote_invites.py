@@ -22,28 +22,30 @@ class RemoteInvite:
     invite_state: list[dict[str, Any]]
     pdu: dict[str, object]
     active: bool
+    membership: str = "invite"
 
 
 _COLS = ("stream_id, user_id, room_id, event_id, room_version, inviter, invite_state, pdu,"
-         " active")
+         " active, membership")
 
 
 def _row(r: tuple[Any, ...]) -> RemoteInvite:
     return RemoteInvite(int(r[0]), r[1], r[2], r[3], r[4], r[5], json.loads(r[6]),
-                        decode_pdu(r[7]), bool(r[8]))
+                        decode_pdu(r[7]), bool(r[8]), r[9])
 
 
 def put(conn: apsw.Connection, *, user_id: str, room_id: str, event_id: str,
         room_version: str, inviter: str, invite_state: list[dict[str, Any]],
-        pdu: dict[str, object]) -> int:
-    """Record (or replace) the user's invite to the room; returns its new stream_id."""
+        pdu: dict[str, object], membership: str = "invite") -> int:
+    """Record (or replace) the user's invite to (or knock on) the room; returns its new
+    stream_id. `inviter` is the inviting user, or for a knock the user themselves."""
     conn.execute("DELETE FROM remote_invites WHERE user_id = ? AND room_id = ?",
                  (user_id, room_id))
     row = conn.execute(
         "INSERT INTO remote_invites (user_id, room_id, event_id, room_version, inviter,"
-        " invite_state, pdu) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING stream_id",
+        " invite_state, pdu, membership) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING stream_id",
         (user_id, room_id, event_id, room_version, inviter, json.dumps(invite_state),
-         encode_pdu(pdu))).fetchone()
+         encode_pdu(pdu), membership)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -59,9 +61,11 @@ def close(conn: apsw.Connection, user_id: str, room_id: str) -> int | None:
     conn.execute("DELETE FROM remote_invites WHERE stream_id = ?", (invite.stream_id,))
     new = conn.execute(
         "INSERT INTO remote_invites (user_id, room_id, event_id, room_version, inviter,"
-        " invite_state, pdu, active) VALUES (?, ?, ?, ?, ?, ?, ?, 0) RETURNING stream_id",
+        " invite_state, pdu, active, membership) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)"
+        " RETURNING stream_id",
         (invite.user_id, invite.room_id, invite.event_id, invite.room_version,
-         invite.inviter, json.dumps(invite.invite_state), encode_pdu(invite.pdu))).fetchone()
+         invite.inviter, json.dumps(invite.invite_state), encode_pdu(invite.pdu),
+         invite.membership)).fetchone()
     assert new is not None
     return int(new[0])
 
