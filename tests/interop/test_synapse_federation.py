@@ -276,6 +276,8 @@ async def test_trioserver_user_joins_a_synapse_room(servers: Servers,
                                                      figures: list[str]) -> None:
     alice, bob = await servers.trio_user(), await servers.synapse_user()
     room_id = await bob.create_public_room(name="on synapse")
+    for i in range(3):
+        assert (await bob.send_text(room_id, f"before the join {i}")).status_code == 200
     started = time.perf_counter()
     r = await alice.join(room_id, SYNAPSE_NAME)
     took = time.perf_counter() - started
@@ -290,6 +292,8 @@ async def test_trioserver_user_joins_a_synapse_room(servers: Servers,
                      "Synapse gets the trioserver user's message")
     await eventually(lambda: _has(alice, room_id, "hello from Synapse"),
                      "trioserver gets the Synapse user's message")
+    # History from before the join comes from Synapse by backfill.
+    assert {f"before the join {i}" for i in range(3)} <= set(await alice.bodies(room_id))
 
 
 async def _invited_to(user: User, room_id: str) -> bool:

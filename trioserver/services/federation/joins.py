@@ -31,6 +31,7 @@ from trioserver.services.events.room_versions import (
 )
 from trioserver.services.events.signing import SigningKey, hash_and_sign_event
 from trioserver.services.federation.chain import accept_chain, event_id_of
+from trioserver.services.federation.errors import FederationRequestError
 from trioserver.services.federation.pdus import PduError, VerifyKeys, check_pdu
 from trioserver.services.rooms.appender import Appender
 from trioserver.services.rooms.cache import RoomCache
@@ -93,9 +94,19 @@ class RemoteJoiner:
             query={"ver": list(ROOM_VERSIONS)})
         version = _version_of(template)
         event = self._fill_and_sign(template.get("event"), version, user_id, room_id, content)
-        response = await self._client.put_json(
-            server, f"/_matrix/federation/v2/send_join/{path_room}/"
-                    f"{quote(event.event_id, safe='')}", dict(event.pdu))
+        path_event = quote(event.event_id, safe="")
+        try:
+            response = await self._client.put_json(
+                server, f"/_matrix/federation/v2/send_join/{path_room}/{path_event}",
+                dict(event.pdu))
+        except FederationRequestError as e:
+            if e.status not in (400, 404) or e.errcode != "M_UNRECOGNIZED":
+                raise
+            # An old server without v2: v1 answers [200, body].
+            answer = await self._client.put_json(
+                server, f"/_matrix/federation/v1/send_join/{path_room}/{path_event}",
+                dict(event.pdu))
+            response = answer[1] if isinstance(answer, list) and len(answer) == 2 else answer
         if not isinstance(response, dict):
             raise MatrixError(502, Codes.UNKNOWN, f"{server} sent a malformed send_join answer")
         # A resident server may add its own signature (restricted joins): prefer its copy.
