@@ -10,6 +10,7 @@ once after fetching them from the origin with `get_missing_events`. A PDU that f
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from trioserver.errors import Codes, MatrixError
@@ -38,6 +39,9 @@ MISSING_EVENTS_LIMIT = 20
 
 
 MAX_GAP_STATES = 5
+
+# An EDU handler gets the origin server and the EDU's content.
+EduHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class FetchState(Protocol):
@@ -70,6 +74,7 @@ class InboundFederation:
                  keys: VerifyKeys, ttl: TTLStore, fetch_missing: FetchMissing | None = None,
                  fetch_state: FetchState | None = None) -> None:
         self._fetch_state = fetch_state
+        self._edu_handlers: dict[str, EduHandler] = {}
         self._server_name = server_name
         self._cache = cache
         self._remote = remote
@@ -90,6 +95,25 @@ class InboundFederation:
         if not await self.origin_allowed(origin, room_id):
             raise MatrixError(403, Codes.FORBIDDEN, f"{origin} is denied by the server ACL")
 
+    def on_edu(self, edu_type: str, handler: EduHandler) -> None:
+        """Register the handler of one EDU type (typing, receipts, presence, ...)."""
+        self._edu_handlers[edu_type] = handler
+
+    async def _one_edu(self, origin: str, edu: Any) -> None:
+        if not isinstance(edu, dict) or not isinstance(edu.get("edu_type"), str):
+            return
+        handler = self._edu_handlers.get(edu["edu_type"])
+        content = edu.get("content")
+        if handler is None or not isinstance(content, dict):
+            return  # unknown EDU types are ignored, as the spec says
+        try:
+            await handler(origin, content)
+        except MatrixError as e:
+            log.info("EDU %s from %s refused: %s", edu["edu_type"], origin, e.message)
+        except Exception:
+            # A malformed EDU from one server must never fail its transaction's PDUs.
+            log.exception("EDU %s from %s failed", edu["edu_type"], origin)
+
     # -- /send -----------------------------------------------------------------------------
 
     async def transaction(self, origin: str, txn_id: str, body: dict[str, Any]
@@ -109,6 +133,8 @@ class InboundFederation:
             event_id, error = await self._one_pdu(origin, pdu)
             if event_id is not None:
                 results[event_id] = {"error": error} if error else {}
+        for edu in edus:
+            await self._one_edu(origin, edu)
         response = {"pdus": results}
         self._ttl.set(key, response, TXN_TTL_S)
         return response

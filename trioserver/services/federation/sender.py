@@ -31,6 +31,8 @@ from trioserver.storage.repositories import federation_out as out_repo
 log = logging.getLogger(__name__)
 
 MAX_PDUS = 50
+MAX_EDUS = 100
+MAX_EDU_QUEUE = 1_000
 MAX_QUEUE = 10_000
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 600.0
@@ -44,6 +46,7 @@ CATCH_UP_LIMIT = 1000
 class _Destination:
     def __init__(self) -> None:
         self.pending: list[tuple[int, dict[str, Any]]] = []  # (stream ordering, PDU)
+        self.edus: list[dict[str, Any]] = []  # {"edu_type", "content"}, sent in order
         self.wakeup = trio.Event()
         self.sent = 0
         self.failures = 0
@@ -94,6 +97,21 @@ class FederationSender:
         dest.pending.append((stream_ordering, pdu))
         dest.wakeup.set()
 
+    def queue_edu(self, destination: str, edu_type: str, content: dict[str, Any]) -> None:
+        """Send an EDU (typing, receipt, presence, device list update, to-device) with the
+        destination's next transaction. EDUs are not kept across restarts; the streams they
+        belong to (to-device, device lists) have their own catch-up."""
+        if self._nursery is None or destination == self._server_name:
+            return
+        dest = self._destinations.get(destination)
+        if dest is None:
+            dest = self._destinations[destination] = _Destination()
+            self._nursery.start_soon(self._run_destination, destination, dest)
+        if len(dest.edus) >= MAX_EDU_QUEUE:
+            dest.edus.pop(0)
+        dest.edus.append({"edu_type": edu_type, "content": content})
+        dest.wakeup.set()
+
     def stats(self) -> dict[str, dict[str, int]]:
         return {d: {"pending": len(q.pending), "sent": q.sent, "failures": q.failures}
                 for d, q in self._destinations.items()}
@@ -121,13 +139,14 @@ class FederationSender:
     async def _run_destination(self, destination: str, dest: _Destination) -> None:
         backoff = BACKOFF_START_S
         while True:
-            if not dest.pending:
+            if not dest.pending and not dest.edus:
                 dest.wakeup = trio.Event()
                 await dest.wakeup.wait()
             batch = dest.pending[:MAX_PDUS]
+            edus = dest.edus[:MAX_EDUS]
             txn_id = f"{self._boot}.{next(self._txn_ids)}"
             body = {"origin": self._server_name, "origin_server_ts": int(time.time() * 1000),
-                    "pdus": [pdu for _, pdu in batch], "edus": []}
+                    "pdus": [pdu for _, pdu in batch], "edus": edus}
             while True:
                 try:
                     await self._send(destination, txn_id, body)
@@ -140,8 +159,9 @@ class FederationSender:
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
             backoff = BACKOFF_START_S
             del dest.pending[:len(batch)]
+            del dest.edus[:len(edus)]
             dest.sent += len(batch)
-            acked = max(ordering for ordering, _ in batch)
+            acked = max((ordering for ordering, _ in batch), default=0)
             if self._db is not None and acked > 0:
                 await self._db.write(partial(out_repo.mark_acked, destination=destination,
                                              stream_ordering=acked))
