@@ -53,15 +53,17 @@ class Peer:
         return RemoteServer(self.name, key=self.key)
 
 
-def start_tls_peer(data_dir: Path, *args: str) -> Peer:
+def start_tls_peer(data_dir: Path, *args: str, extra_config: str = "",
+                   rate_limited: bool = False) -> Peer:
     port = free_port()
     name = f"127.0.0.1:{port}"
     certs = make_cert(data_dir / "tls", name="127.0.0.1")
     config = (f'[tls]\ncert = "{certs.cert}"\nkey = "{certs.key}"\n'
               f'listen = "127.0.0.1:{port}"\n'
               "[federation]\ninsecure_skip_verify = true\nallow_private_addresses = true\n"
-              "trusted_key_servers = []\n")
-    proc = start_server(data_dir / "data", "--open-registration", "--no-rate-limits", *args,
+              "trusted_key_servers = []\n" + extra_config)
+    limits = () if rate_limited else ("--no-rate-limits",)
+    proc = start_server(data_dir / "data", "--open-registration", *limits, *args,
                         config_text=config, server_name=name)
     key = parse_key_file_line((proc.data_dir / "signing.key").read_text())
     return Peer(proc, name, key)

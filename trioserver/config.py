@@ -35,6 +35,8 @@ class RateLimits:
     login_per_address: RateLimit = RateLimit(per_second=0.5, burst=10)
     login_failures_per_account: RateLimit = RateLimit(per_second=0.1, burst=5)
     registration_per_address: RateLimit = RateLimit(per_second=0.2, burst=5)
+    # Authenticated requests from one other server (transactions, joins, reads).
+    federation_per_origin: RateLimit = RateLimit(per_second=50.0, burst=200)
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,8 @@ def validate(config: Config) -> Config:
     if config.database.synchronous not in ("full", "normal"):
         raise ConfigError("database.synchronous: expected \"full\" or \"normal\"")
     limits = config.rate_limits
-    for name in ("login_per_address", "login_failures_per_account", "registration_per_address"):
+    for name in ("login_per_address", "login_failures_per_account", "registration_per_address",
+                 "federation_per_origin"):
         if getattr(limits, name).burst < 1:
             raise ConfigError(f"rate_limits.{name}.burst: must be at least 1")
     if config.database.reader_connections < 1:
@@ -459,6 +462,8 @@ enabled = {str(r.enabled).lower()}
 login_per_address = {_bucket(r.login_per_address)}
 login_failures_per_account = {_bucket(r.login_failures_per_account)}
 registration_per_address = {_bucket(r.registration_per_address)}
+# Authenticated federation requests from one other server (429 M_LIMIT_EXCEEDED beyond it).
+federation_per_origin = {_bucket(r.federation_per_origin)}
 
 [well_known]
 # base_url served at /.well-known/matrix/client. Empty: public_baseurl.

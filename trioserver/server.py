@@ -25,6 +25,7 @@ from trioserver.metrics import Metrics
 from trioserver.net.serve import Endpoint, open_tcp_listeners, serve
 from trioserver.services.container import Services, build_services
 from trioserver.services.events.signing import load_or_create_signing_key
+from trioserver.services.federation.sender import FederationSender
 from trioserver.storage.db import Database
 from trioserver.storage.ttl_store import TTLStore
 
@@ -63,6 +64,10 @@ async def _wait_for_signal(stop: trio.Event) -> None:
                 stop.set()
 
 
+async def _federation_total(sender: FederationSender, key: str) -> float:
+    return sender.totals()[key]
+
+
 def _register_gauges(metrics: Metrics, services: Services) -> None:
     started = time.time()
 
@@ -85,6 +90,13 @@ def _register_gauges(metrics: Metrics, services: Services) -> None:
                   partial(value, rss_bytes))
     metrics.gauge("trioserver_process_start_time_seconds", "Start time, Unix seconds.",
                   partial(value, lambda: started))
+    sender = services.federation_sender
+    for key, help_text in (("pending_pdus", "Our events queued for other servers."),
+                           ("pending_edus", "EDUs queued for other servers."),
+                           ("backing_off", "Destination servers in backoff after failures."),
+                           ("destinations", "Servers we have sent to since start-up.")):
+        metrics.gauge(f"trioserver_federation_{key}", help_text,
+                      partial(_federation_total, sender, key))
 
 
 async def _endpoints(config: Config, services: Services, metrics: Metrics) -> list[Endpoint]:

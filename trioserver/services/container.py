@@ -100,6 +100,7 @@ class Services:
     info: ServerInfo
     # Started by server.py: `await nursery.start(services.admin_watch.run)`.
     admin_watch: AdminWatch
+    limiter: RateLimiter
     sliding_sync: SlidingSyncEngine
     # Other servers' keys (and ours), and signed requests to other servers.
     keyring: KeyRing
@@ -233,6 +234,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
                               BlobStore(config.data_dir / "media"), serializer),
         info=ServerInfo(base_url=config.base_url()),
         admin_watch=AdminWatch(db, sessions, notifier),
+        limiter=limiter,
         sliding_sync=sliding_sync,
         keyring=keyring,
         federation_client=federation_client,

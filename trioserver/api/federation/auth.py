@@ -46,4 +46,6 @@ async def authenticate_origin(services: Services) -> str:
     except FederationAuthError as e:
         raise MatrixError(401, Codes.UNAUTHORIZED, str(e)) from None
     annotate(request.scope, USER_KEY, origin)  # the access log names the origin server
+    # One busy or hostile server cannot take all of this server's time.
+    services.limiter.check("federation", origin, services.config.rate_limits.federation_per_origin)
     return origin

@@ -50,6 +50,7 @@ class _Destination:
         self.wakeup = trio.Event()
         self.sent = 0
         self.failures = 0
+        self.backing_off = False
 
 
 class FederationSender:
@@ -113,8 +114,17 @@ class FederationSender:
         dest.wakeup.set()
 
     def stats(self) -> dict[str, dict[str, int]]:
-        return {d: {"pending": len(q.pending), "sent": q.sent, "failures": q.failures}
+        return {d: {"pending": len(q.pending), "edus": len(q.edus), "sent": q.sent,
+                    "failures": q.failures, "backing_off": int(q.backing_off)}
                 for d, q in self._destinations.items()}
+
+    def totals(self) -> dict[str, int]:
+        """For /metrics: queued PDUs and EDUs, and destinations currently backing off."""
+        queues = self._destinations.values()
+        return {"pending_pdus": sum(len(q.pending) for q in queues),
+                "pending_edus": sum(len(q.edus) for q in queues),
+                "backing_off": sum(1 for q in queues if q.backing_off),
+                "destinations": len(self._destinations)}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -151,13 +161,15 @@ class FederationSender:
                 try:
                     await self._send(destination, txn_id, body)
                     break
-                except Exception as e:
+                except Exception as e:  # a dead or garbage-answering server: back off
                     dest.failures += 1
+                    dest.backing_off = True
                     log.info("federation send to %s failed (%s); retry in %.0f s",
                              destination, e, backoff)
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
             backoff = BACKOFF_START_S
+            dest.backing_off = False
             del dest.pending[:len(batch)]
             del dest.edus[:len(edus)]
             dest.sent += len(batch)
