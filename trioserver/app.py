@@ -29,6 +29,7 @@ from trioserver.api.client import (
     keys,
     login,
     media,
+    openid,
     presence,
     profile,
     push_rules,
@@ -86,7 +87,7 @@ def create_app(services: Services) -> QuartTrio:
     for module in (health, discovery, register, login, account, devices, profile, rooms,
                    room_events, directory, sync, sliding_sync, status, keys,
                    account_data, typing_notifications, presence, to_device, receipts,
-                   push_rules, key_backup, dehydrated_devices, media):
+                   push_rules, key_backup, dehydrated_devices, media, openid):
         app.register_blueprint(module.create_blueprint(services))
     for module in (federation_keys, federation_version, federation_rooms, federation_events):
         app.register_blueprint(module.create_blueprint(services))

@@ -28,6 +28,7 @@ from trioserver.services.federation.sender import FederationSender
 from trioserver.services.federation.setup import build_federation
 from trioserver.services.key_backup import KeyBackup
 from trioserver.services.media import MediaRepository
+from trioserver.services.openid import OpenIdTokens
 from trioserver.services.passwords import PasswordHasher
 from trioserver.services.presence import Presence
 from trioserver.services.profile import Profiles
@@ -101,6 +102,7 @@ class Services:
     # Started by server.py: `await nursery.start(services.admin_watch.run)`.
     admin_watch: AdminWatch
     limiter: RateLimiter
+    openid: OpenIdTokens
     sliding_sync: SlidingSyncEngine
     # Other servers' keys (and ours), and signed requests to other servers.
     keyring: KeyRing
@@ -235,6 +237,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         info=ServerInfo(base_url=config.base_url()),
         admin_watch=AdminWatch(db, sessions, notifier),
         limiter=limiter,
+        openid=OpenIdTokens(config.server_name, ttl),
         sliding_sync=sliding_sync,
         keyring=keyring,
         federation_client=federation_client,
