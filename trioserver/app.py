@@ -45,6 +45,9 @@ from trioserver.api.client import (
 )
 from trioserver.api.federation import events as federation_events
 from trioserver.api.federation import keys as federation_keys
+from trioserver.api.federation import keys_e2ee as federation_keys_e2ee
+from trioserver.api.federation import media as federation_media
+from trioserver.api.federation import query as federation_query
 from trioserver.api.federation import rooms as federation_rooms
 from trioserver.api.federation import version as federation_version
 from trioserver.api.http import reply
@@ -89,7 +92,10 @@ def create_app(services: Services) -> QuartTrio:
                    account_data, typing_notifications, presence, to_device, receipts,
                    push_rules, key_backup, dehydrated_devices, media, openid):
         app.register_blueprint(module.create_blueprint(services))
-    for module in (federation_keys, federation_version, federation_rooms, federation_events):
+    for module in (federation_keys, federation_version, federation_rooms, federation_events,
+                   federation_keys_e2ee):
+        app.register_blueprint(module.create_blueprint(services))
+    for module in (federation_media, federation_query):
         app.register_blueprint(module.create_blueprint(services))
 
     @app.before_request

@@ -51,10 +51,14 @@ def hypercorn_config() -> HyperConfig:
     return hc
 
 
-async def _wait_for_signal(stop: trio.Event) -> None:
+async def _wait_for_signal(stop: trio.Event, *,
+                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
     # The receiver stays open until the server has stopped: a second signal (a supervisor
     # that signals every process, an impatient ^C) must not kill a graceful shutdown half-way.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Started (so SIGTERM is ours) before anything is announced as listening.
+        task_status.started()
         async for signum in signals:
             name = signal.Signals(signum).name
             if stop.is_set():
@@ -166,8 +170,9 @@ async def main(
             await nursery.start(services.presence.run)
             await nursery.start(services.admin_watch.run)
             await nursery.start(services.federation_sender.run)
+            await nursery.start(services.federation_ephemeral.run)
             await nursery.start(systemd_notify.run_watchdog)
-            nursery.start_soon(_wait_for_signal, stop)
+            await nursery.start(_wait_for_signal, stop)
             async with trio.open_nursery() as http:
                 await http.start(partial(serve, endpoints, hypercorn_config(), stop=stop,
                                          grace_s=config.shutdown_grace_s))

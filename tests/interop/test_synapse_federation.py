@@ -372,3 +372,160 @@ async def test_knocks_across_servers(servers: Servers) -> None:
     await eventually(lambda: _invited_to(alice, theirs), "the knocker is invited")
     r = await alice.call("POST", f"/join/{q(theirs)}", {})
     assert r.status_code == 200, r.text
+
+
+async def _ephemeral_until(user: User, room_id: str, since: str, event_type: str,
+                           check: Callable[[dict[str, Any]], bool], what: str) -> str:
+    """Poll the user's /sync from `since` until the room has a matching ephemeral event;
+    returns the token to go on from."""
+    token = since
+
+    async def seen() -> bool:
+        nonlocal token
+        body = await user.ok("GET", "/sync", since=token, timeout="1000")
+        token = body["next_batch"]
+        room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+        return any(e["type"] == event_type and check(e["content"])
+                   for e in room.get("ephemeral", {}).get("events", []))
+
+    await eventually(seen, what)
+    return token
+
+
+def _read_by(user_id: str, event_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda content: user_id in content.get(event_id, {}).get("m.read", {})
+
+
+async def test_typing_and_receipts_both_ways(servers: Servers, figures: list[str]) -> None:
+    room_id, alice, bob = await shared_room(servers)
+    since_a = (await alice.ok("GET", "/sync", timeout="0"))["next_batch"]
+    since_b = (await bob.ok("GET", "/sync", timeout="0"))["next_batch"]
+    typing = f"/rooms/{q(room_id)}/typing/"
+
+    started = time.perf_counter()
+    await alice.ok("PUT", typing + q(alice.user_id), {"typing": True, "timeout": 30_000})
+    since_b = await _ephemeral_until(bob, room_id, since_b, "m.typing",
+                                     lambda c: alice.user_id in c["user_ids"],
+                                     "Synapse shows the trioserver user typing")
+    figures.append(f"typing trioserver -> Synapse /sync: "
+                   f"{(time.perf_counter() - started) * 1000:.0f} ms")
+    await alice.ok("PUT", typing + q(alice.user_id), {"typing": False})
+    since_b = await _ephemeral_until(bob, room_id, since_b, "m.typing",
+                                     lambda c: alice.user_id not in c["user_ids"],
+                                     "Synapse shows the trioserver user stopped typing")
+
+    started = time.perf_counter()
+    await bob.ok("PUT", typing + q(bob.user_id), {"typing": True, "timeout": 30_000})
+    since_a = await _ephemeral_until(alice, room_id, since_a, "m.typing",
+                                     lambda c: bob.user_id in c["user_ids"],
+                                     "trioserver shows the Synapse user typing")
+    figures.append(f"typing Synapse -> trioserver /sync: "
+                   f"{(time.perf_counter() - started) * 1000:.0f} ms")
+
+    r = await alice.send_text(room_id, "read this, Synapse")
+    assert r.status_code == 200, r.text
+    ours = r.json()["event_id"]
+    await eventually(lambda: _has(bob, room_id, "read this, Synapse"), "the message on Synapse")
+    await alice.ok("POST", f"/rooms/{q(room_id)}/receipt/m.read/{q(ours)}", {})
+    await _ephemeral_until(bob, room_id, since_b, "m.receipt", _read_by(alice.user_id, ours),
+                           "Synapse shows the trioserver user's read receipt")
+    # Bob reads alice's message on Synapse: the receipt comes back to trioserver.
+    await bob.ok("POST", f"/rooms/{q(room_id)}/receipt/m.read/{q(ours)}", {})
+    await _ephemeral_until(alice, room_id, since_a, "m.receipt", _read_by(bob.user_id, ours),
+                           "trioserver shows the Synapse user's read receipt")
+
+
+# -- media, profiles and aliases ---------------------------------------------------------------
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (80, 60), (10, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def _upload(user: User, data: bytes, content_type: str) -> str:
+    r = await user.http.post("/_matrix/media/v3/upload", params={"filename": "f.bin"},
+                             content=data,
+                             headers={**bearer(user.token), "Content-Type": content_type})
+    assert r.status_code == 200, f"upload by {user.user_id}: {r.text}"
+    uri: str = r.json()["content_uri"]
+    return uri.removeprefix("mxc://")
+
+
+async def _download(user: User, server_and_id: str) -> httpx.Response:
+    return await user.http.get(f"/_matrix/client/v1/media/download/{server_and_id}",
+                               headers=bearer(user.token))
+
+
+async def test_media_both_ways(servers: Servers, figures: list[str]) -> None:
+    alice, bob = await servers.trio_user(), await servers.synapse_user()
+    data = os.urandom(1024 * 1024)
+    on_synapse = await _upload(bob, data, "application/octet-stream")
+    started = time.perf_counter()
+    r = await _download(alice, on_synapse)
+    took = time.perf_counter() - started
+    assert r.status_code == 200, r.text
+    assert r.content == data
+    figures.append(f"1 MB of Synapse media fetched by trioserver: {took * 1000:.0f} ms")
+    png_on_synapse = await _upload(bob, _png(), "image/png")
+    r = await alice.http.get(f"/_matrix/client/v1/media/thumbnail/{png_on_synapse}",
+                             params={"width": "32", "height": "32"}, headers=bearer(alice.token))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("image/")
+
+    on_trioserver = await _upload(alice, data, "application/octet-stream")
+    started = time.perf_counter()
+    r = await _download(bob, on_trioserver)
+    took = time.perf_counter() - started
+    assert r.status_code == 200, r.text
+    assert r.content == data
+    figures.append(f"1 MB of trioserver media fetched by Synapse: {took * 1000:.0f} ms")
+    png_on_trioserver = await _upload(alice, _png(), "image/png")
+    r = await bob.http.get(f"/_matrix/client/v1/media/thumbnail/{png_on_trioserver}",
+                           params={"width": "32", "height": "32"}, headers=bearer(bob.token))
+    assert r.status_code == 200, r.text
+
+
+async def test_profiles_both_ways(servers: Servers) -> None:
+    alice, bob = await servers.trio_user(), await servers.synapse_user()
+    await bob.ok("PUT", f"/profile/{q(bob.user_id)}/displayname", {"displayname": "Bob S"})
+    await alice.ok("PUT", f"/profile/{q(alice.user_id)}/displayname", {"displayname": "Alice T"})
+    assert (await alice.ok("GET", f"/profile/{q(bob.user_id)}"))["displayname"] == "Bob S"
+    assert await alice.ok("GET", f"/profile/{q(bob.user_id)}/displayname") == {
+        "displayname": "Bob S"}
+    assert (await bob.ok("GET", f"/profile/{q(alice.user_id)}"))["displayname"] == "Alice T"
+
+
+async def test_alias_join_both_ways(servers: Servers) -> None:
+    alice, bob = await servers.trio_user(), await servers.synapse_user()
+    local = unique("lobby")
+    room_on_synapse = await bob.create_public_room(room_alias_name=local)
+    alias = f"#{local}:{SYNAPSE_NAME}"
+    found = await alice.ok("GET", f"/directory/room/{q(alias)}")
+    assert found["room_id"] == room_on_synapse
+    assert SYNAPSE_NAME in found["servers"]
+    joined = await alice.ok("POST", f"/join/{q(alias)}", {})
+    assert joined["room_id"] == room_on_synapse
+    await eventually(lambda: bob.membership(room_on_synapse, alice.user_id),
+                     "Synapse sees the trioserver user's join by alias")
+
+    room_on_trioserver = await alice.create_public_room(room_alias_name=local)
+    alias = f"#{local}:{servers.trioserver_name}"
+    found = await bob.ok("GET", f"/directory/room/{q(alias)}")
+    assert found["room_id"] == room_on_trioserver
+    joined = await bob.ok("POST", f"/join/{q(alias)}", {})
+    assert joined["room_id"] == room_on_trioserver
+
+
+async def test_public_rooms_of_trioserver_from_synapse(servers: Servers) -> None:
+    alice, bob = await servers.trio_user(), await servers.synapse_user()
+    name = unique("listed")
+    room_id = await alice.create_public_room(name=name, visibility="public")
+    listed = await bob.ok("POST", "/publicRooms",
+                          {"filter": {"generic_search_term": name}},
+                          server=servers.trioserver_name)
+    assert [c["room_id"] for c in listed["chunk"]] == [room_id]

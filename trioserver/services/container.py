@@ -18,14 +18,20 @@ from trioserver.services.e2ee import E2EEKeys
 from trioserver.services.events.signing import SigningKey
 from trioserver.services.federation.backfill import Backfiller
 from trioserver.services.federation.client import FederationClient
+from trioserver.services.federation.device_lists_out import DeviceListSender
+from trioserver.services.federation.ephemeral import EphemeralFederation
 from trioserver.services.federation.inbound import InboundFederation
 from trioserver.services.federation.invites import Invites
 from trioserver.services.federation.joins import RemoteJoiner
 from trioserver.services.federation.keys import KeyRing
+from trioserver.services.federation.queries import RemoteQueries
 from trioserver.services.federation.reads import FederationReads
+from trioserver.services.federation.remote_keys import RemoteKeys
+from trioserver.services.federation.remote_media import RemoteMedia
 from trioserver.services.federation.room_servers import RoomServers
 from trioserver.services.federation.sender import FederationSender
 from trioserver.services.federation.setup import build_federation
+from trioserver.services.federation.to_device_edu import FederatedToDevice
 from trioserver.services.key_backup import KeyBackup
 from trioserver.services.media import MediaRepository
 from trioserver.services.openid import OpenIdTokens
@@ -112,8 +118,14 @@ class Services:
     federation_in: InboundFederation
     # Started by server.py: `await nursery.start(services.federation_sender.run)`.
     federation_sender: FederationSender
+    # Started by server.py: typing, receipts and presence EDUs out (and their handlers in).
+    federation_ephemeral: EphemeralFederation
     invites: Invites
     remote_events: RemoteEvents
+    # Profiles, aliases and public rooms of other servers.
+    remote_queries: RemoteQueries
+    # E2EE keys of other servers' users (client /keys/query, /keys/claim) and ours for them.
+    remote_keys: RemoteKeys
 
 
 def build_services(config: Config, db: Database, ttl: TTLStore,
@@ -204,6 +216,33 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     rooms.remote_join = RemoteJoiner(config.server_name, signing_key, db, room_cache, appender,
                                      federation_client, keyring).join
     appender.add_event_listener(federation_sender.on_event)
+    # Other servers' media, profiles, aliases and public rooms, asked for on demand.
+    blobs = BlobStore(config.data_dir / "media")
+    media = MediaRepository(config.server_name, config.media, db, blobs, serializer)
+    remote_queries = RemoteQueries(federation_client, ttl)
+    profiles = Profiles(config, db)
+    if config.federation.enabled:
+        media.remote_fetch = RemoteMedia(federation_client, blobs,
+                                         config.media.max_upload_size).fetch
+        profiles.remote = remote_queries.profile
+        rooms.remote_alias = remote_queries.alias
+    federation_in = InboundFederation(config.server_name, room_cache, remote_events, keyring,
+                                      ttl, fetch_missing, fetch_state)
+    federation_ephemeral = EphemeralFederation(
+        config.server_name, db, room_servers, federation_sender.queue_edu, typing=typing,
+        receipts=receipts, presence=presence, origin_allowed=federation_in.origin_allowed)
+    federation_ephemeral.register(federation_in.on_edu)
+    # E2EE across servers: keys queried and claimed remotely, to-device and device lists.
+    remote_keys = RemoteKeys(config.server_name, db, e2ee, federation_client)
+    appender.add_membership_listener(remote_keys.on_membership)
+    federation_in.on_edu("m.device_list_update", remote_keys.on_device_list_update)
+    federation_in.on_edu("m.signing_key_update", remote_keys.on_signing_key_update)
+    federated_to_device = FederatedToDevice(config.server_name, to_device.deliver_remote,
+                                            federation_sender.queue_edu)
+    to_device.remote = federated_to_device.send
+    federation_in.on_edu("m.direct_to_device", federated_to_device.receive)
+    e2ee.change_listeners.append(DeviceListSender(
+        config.server_name, db, room_servers, federation_sender.queue_edu).on_change)
     return Services(
         config=config,
         db=db,
@@ -213,7 +252,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         sessions=sessions,
         accounts=accounts,
         devices=Devices(db, sessions, accounts),
-        profiles=Profiles(config, db),
+        profiles=profiles,
         signing_key=signing_key,
         rooms=rooms,
         upgrader=Upgrader(config.server_name, db, rooms, appender),
@@ -232,8 +271,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         cross_signing=CrossSigning(db, e2ee, accounts),
         key_backup=KeyBackup(db, serializer),
         dehydrated_devices=DehydratedDevices(db, sessions, e2ee, serializer),
-        media=MediaRepository(config.server_name, config.media, db,
-                              BlobStore(config.data_dir / "media"), serializer),
+        media=media,
         info=ServerInfo(base_url=config.base_url()),
         admin_watch=AdminWatch(db, sessions, notifier),
         limiter=limiter,
@@ -243,9 +281,11 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         federation_client=federation_client,
         room_servers=room_servers,
         federation_reads=FederationReads(config.server_name, db, room_cache, room_servers),
-        federation_in=InboundFederation(config.server_name, room_cache, remote_events, keyring,
-                                        ttl, fetch_missing, fetch_state),
+        federation_in=federation_in,
         federation_sender=federation_sender,
+        federation_ephemeral=federation_ephemeral,
         invites=invites,
         remote_events=remote_events,
+        remote_queries=remote_queries,
+        remote_keys=remote_keys,
     )

@@ -129,7 +129,7 @@ class CrossSigning:
             return keys_repo.record_device_list_change(conn, user_id)
 
         position = await self._db.write(write)
-        await self._e2ee.announce_change(user_id, position)
+        await self._e2ee.announce_change(user_id, position, cross_signing=True)
 
     # -- signatures/upload ----------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class CrossSigning:
 
             positions = await self._db.write(write)
             for user_id, position in zip(changed, positions, strict=True):
-                await self._e2ee.announce_change(user_id, position)
+                await self._e2ee.announce_change(user_id, position, cross_signing=True)
         return {"failures": failures}
 
     async def _check_signed_object(self, signer: str, own_cross: Mapping[str, dict[str, Any]],

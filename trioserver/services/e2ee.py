@@ -7,7 +7,8 @@ single writer serializes transactions anyway, so no key is ever handed out twice
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from trioserver.services.sync.streams import SyncContext, SyncResult, user_key
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import e2ee_keys as keys_repo
 from trioserver.storage.repositories import events as events_repo
+
+log = logging.getLogger(__name__)
 
 MAX_KEYS_PER_UPLOAD = 1000
 MAX_CLAIMS = 1000
@@ -78,6 +81,17 @@ def with_signatures(obj: dict[str, Any], target_key_id: str,
 
 
 @dataclass(frozen=True)
+class DeviceListChange:
+    """A user's device list changed at `position`: one device's keys (`device_id`), their
+    cross-signing keys or signatures (`cross_signing`), or something else (neither)."""
+
+    user_id: str
+    position: int
+    device_id: str | None = None
+    cross_signing: bool = False
+
+
+@dataclass(frozen=True)
 class _Upload:
     device_keys: dict[str, Any] | None
     one_time_keys: dict[str, Any]
@@ -93,6 +107,7 @@ class E2EEKeys:
         self._serializer = serializer
         self.position = StreamPosition(db, "device_list_changes")
         self.source = DeviceListSource(self, db)
+        self.change_listeners: list[Callable[[DeviceListChange], Awaitable[None]]] = []
 
     def _is_local(self, user_id: str) -> bool:
         return is_local_user(user_id, self._server_name)
@@ -188,21 +203,31 @@ class E2EEKeys:
             counts, position = await self._db.write(txn)
         if position is not None:
             self.position.advance(position)
-            await self._announce(user_id)
+            await self._announce(user_id, position, device_id=device_id)
         elif up.one_time_keys or up.fallback_keys:
             # Only the uploader's key counts changed: their next sync must say so.
             self._notifier.notify([user_key(user_id)])
         return counts
 
-    async def announce_change(self, user_id: str, position: int) -> None:
-        """A device-list change of `user_id` was recorded at `position`: publish it."""
+    async def announce_change(self, user_id: str, position: int, *,
+                              cross_signing: bool = False) -> None:
+        """A device-list change of `user_id` was recorded at `position`: publish it.
+        `cross_signing`: the user's cross-signing keys or signatures changed."""
         self.position.advance(position)
-        await self._announce(user_id)
+        await self._announce(user_id, position, cross_signing=cross_signing)
 
-    async def _announce(self, user_id: str) -> None:
-        """Wake everyone sharing a room with `user_id` (their device list changed)."""
+    async def _announce(self, user_id: str, position: int, *, device_id: str | None = None,
+                        cross_signing: bool = False) -> None:
+        """Wake everyone sharing a room with `user_id` (their device list changed), and tell
+        the listeners (federation: other servers sharing a room)."""
         users = await self._db.read(lambda c: events_repo.users_sharing_rooms(c, user_id))
         self._notifier.notify([user_key(u) for u in users | {user_id}])
+        change = DeviceListChange(user_id, position, device_id, cross_signing)
+        for listener in self.change_listeners:
+            try:
+                await listener(change)
+            except Exception:
+                log.exception("device-list listener failed for %s", user_id)
 
     # -- query and claim ------------------------------------------------------------------
 

@@ -7,11 +7,13 @@ sha256 in that row, so no client string becomes a path.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import apsw
 import trio
@@ -19,12 +21,19 @@ import trio
 from trioserver.concurrency import KeyedSerializer
 from trioserver.config import Media as MediaConfig
 from trioserver.errors import Codes, MatrixError, forbidden
+from trioserver.identifiers import is_valid_server_name
 from trioserver.services import thumbnails
 from trioserver.services.clock import now_ms
 from trioserver.storage.blob_store import BlobStore, BlobTooLarge
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import media as media_repo
-from trioserver.storage.repositories.media import MediaRow, ThumbnailRow
+from trioserver.storage.repositories.media import MediaExists, MediaRow, ThumbnailRow
+
+if TYPE_CHECKING:
+    from trioserver.services.federation.remote_media import Fetched
+
+# Downloads `mxc://{server}/{id}` of another server into the blob store.
+RemoteFetch = Callable[[str, str], Awaitable["Fetched"]]
 
 MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 MAX_FILENAME = 255
@@ -53,6 +62,11 @@ def check_media_id(media_id: str) -> None:
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid media id")
 
 
+def check_server_name(server_name: str) -> None:
+    if not is_valid_server_name(server_name):
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid server name")
+
+
 class MediaRepository:
     def __init__(self, server_name: str, config: MediaConfig, db: Database, blobs: BlobStore,
                  serializer: KeyedSerializer) -> None:
@@ -65,6 +79,8 @@ class MediaRepository:
         self._thumb_limiter = trio.CapacityLimiter(THUMBNAIL_WORKERS)
         # Downloads waiting for an async upload: event and number of waiters, per id.
         self._uploaded: dict[str, tuple[trio.Event, int]] = {}
+        # Set by the composition root when federation is on.
+        self.remote_fetch: RemoteFetch | None = None
         thumbnails.configure(config.max_image_pixels)
 
     def mxc(self, media_id: str) -> str:
@@ -163,16 +179,59 @@ class MediaRepository:
     # -- downloads ------------------------------------------------------------------------
 
     async def _row(self, server_name: str, media_id: str) -> MediaRow | None:
-        if server_name != self.server_name:
-            # Remote media needs federation, which this server does not speak yet.
-            return None
         return await self.db.read(partial(media_repo.get, server_name=server_name,
                                           media_id=media_id))
 
+    async def _remote_row(self, server_name: str, media_id: str) -> MediaRow | None:
+        """The cached copy of another server's media, fetched from it on first request."""
+        row = await self._row(server_name, media_id)
+        if row is not None or self.remote_fetch is None:
+            return row
+        # One fetch per id however many clients ask at once; the others find the row.
+        async with self.serializer.hold(f"remote_media:{server_name}/{media_id}"):
+            row = await self._row(server_name, media_id)
+            if row is not None:
+                return row
+            fetched = await self.remote_fetch(server_name, media_id)
+            content_type, filename = self._describe_remote(fetched.content_type,
+                                                           fetched.filename)
+            row = MediaRow(server_name, media_id, "", content_type, filename, fetched.blob.size,
+                           fetched.blob.sha256, now_ms(), None)
+            with contextlib.suppress(MediaExists):
+                await self.db.write(partial(media_repo.insert, row=row))
+            return row
+
+    @classmethod
+    def _describe_remote(cls, content_type: str | None,
+                         filename: str | None) -> tuple[str, str | None]:
+        # A peer's description is kept only where it passes the checks uploads get.
+        try:
+            content_type, _ = cls._describe(content_type, None)
+        except MatrixError:
+            content_type = "application/octet-stream"
+        try:
+            _, filename = cls._describe(None, filename)
+        except MatrixError:
+            filename = None
+        return content_type, filename
+
     async def lookup(self, server_name: str, media_id: str, *, timeout_ms: int = 20_000,
                      unauthenticated: bool = False) -> MediaRow:
-        """The uploaded row behind an mxc URI, waiting up to `timeout_ms` for a pending upload."""
+        """The uploaded row behind an mxc URI, waiting up to `timeout_ms` for a pending upload.
+
+        Another server's media is fetched over federation, except for unauthenticated
+        requests while those are frozen (MSC3916): they see only what is already cached.
+        """
         check_media_id(media_id)
+        if server_name != self.server_name:
+            check_server_name(server_name)
+            if unauthenticated and self.config.freeze_unauthenticated:
+                row = await self._row(server_name, media_id)
+            else:
+                row = await self._remote_row(server_name, media_id)
+            if row is None or row.sha256 is None:
+                raise not_found()
+            return row
         row = await self._row(server_name, media_id)
         if row is not None and not row.uploaded:
             await self._wait_for_upload(f"{server_name}/{media_id}", timeout_ms)

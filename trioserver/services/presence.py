@@ -110,6 +110,12 @@ class Presence:
         self._in_flight: dict[str, int] = {}  # user -> writes queued, not yet committed
         self.position = StreamPosition(db, "presence")
         self.source = PresenceSource(self)
+        self._listeners: list[Callable[[str, UserPresence], None]] = []
+
+    def add_listener(self, listener: Callable[[str, UserPresence], None]) -> None:
+        """Called synchronously with (user_id, new presence) after a change others see is
+        stored (not for timestamp-only refreshes); it must not block."""
+        self._listeners.append(listener)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -166,6 +172,9 @@ class Presence:
         if changes:
             self.position.advance(top)
             self._notifier.notify({user_key(u) for users in audiences.values() for u in users})
+            for user_id, p in changes:
+                for listener in self._listeners:
+                    listener(user_id, p)
 
     async def touch(self, user_id: str, set_presence: str | None) -> None:
         """Called by /sync with its `set_presence`: "online" (the default, None) marks the user
@@ -187,6 +196,24 @@ class Presence:
         """A pro-active action (e.g. sending a message): like a /sync with "online"."""
         await self.touch(user_id, ONLINE)
 
+    async def set_remote(self, user_id: str, state: str, status_msg: str | None,
+                         last_active_ago: int | None, currently_active: bool) -> bool:
+        """Another server's user's presence (federation m.presence EDU), kept only for users
+        joined to a room here (else False). It times out like a local user's, offline after
+        `offline_after_ms` without news from their server."""
+        if state not in STATES:
+            raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid presence state {state!r}")
+        if not await self._db.read(lambda c: presence_repo.joined_somewhere(c, user_id)):
+            return False
+        old = await self._current(user_id)
+        now = self._clock()
+        last_active = now - max(0, last_active_ago) if last_active_ago is not None else (
+            old.last_active_ts if old is not None else None)
+        new = UserPresence(state, status_msg, last_active, now,
+                           currently_active and state == ONLINE)
+        await self._persist(self._apply(user_id, old, new))
+        return True
+
     # -- endpoints ------------------------------------------------------------------------
 
     async def set_status(self, requester: Requester, user_id: str, state: str,
@@ -205,9 +232,10 @@ class Presence:
         """GET /presence/{userId}/status: yourself, or a user sharing a joined room with you."""
         if requester.user_id != user_id:
             def allowed(conn: apsw.Connection) -> bool | None:
-                if not users_repo.user_exists(conn, user_id):
-                    return None
-                return presence_repo.shares_room(conn, requester.user_id, user_id)
+                # Another server's user is known here only through the rooms shared.
+                if presence_repo.shares_room(conn, requester.user_id, user_id):
+                    return True
+                return False if users_repo.user_exists(conn, user_id) else None
 
             verdict = await self._db.read(allowed)
             if verdict is None:

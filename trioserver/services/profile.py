@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from trioserver.config import Config
@@ -20,6 +21,8 @@ MAX_DISPLAYNAME_CHARS = 256
 MAX_AVATAR_URL_CHARS = 1000
 _KEY = re.compile(r"avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 _MXC = re.compile(r"mxc://[A-Za-z0-9.\-:\[\]]+/[A-Za-z0-9_\-]+")
+# Asks a user's server for their whole profile (federation query/profile).
+RemoteProfile = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 def check_key(key: str) -> None:
@@ -48,6 +51,8 @@ class Profiles:
     def __init__(self, config: Config, db: Database) -> None:
         self._server_name = config.server_name
         self._db = db
+        # Set by the composition root when federation is on.
+        self.remote: RemoteProfile | None = None
 
     def _local(self, user_id: str) -> str:
         parts = split_user_id(user_id)
@@ -59,6 +64,9 @@ class Profiles:
         return user_id
 
     async def get(self, user_id: str) -> dict[str, Any]:
+        parts = split_user_id(user_id)
+        if parts is not None and parts[1] != self._server_name and self.remote is not None:
+            return await self.remote(user_id)
         uid = self._local(user_id)
 
         def txn(conn: Any) -> dict[str, Any] | None:

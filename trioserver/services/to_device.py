@@ -68,6 +68,34 @@ class _Sent:
     recipients: list[str]
 
 
+RemoteSend = Callable[[str, str, Messages], None]
+
+
+def _encode(messages: Mapping[str, Mapping[str, Mapping[str, Any]]]
+            ) -> dict[str, dict[str, str]]:
+    return {u: {d: json.dumps(c, ensure_ascii=False, separators=(",", ":"))
+                for d, c in devices.items()} for u, devices in messages.items()}
+
+
+def _insert(conn: apsw.Connection, sender: str, event_type: str,
+            encoded: Mapping[str, Mapping[str, str]]) -> _Sent | None:
+    """Queue one message per recipient device ("*": every device of the user)."""
+    rows: list[tuple[str, str, str]] = []
+    for user_id, by_device in encoded.items():
+        wildcard = by_device.get(ALL_DEVICES)
+        for device in devices_repo.list_devices(conn, user_id):
+            content = by_device.get(device.device_id, wildcard)
+            if content is not None:
+                rows.append((user_id, device.device_id, content))
+    if len(rows) > MAX_MESSAGES_PER_REQUEST:
+        raise MatrixError(413, Codes.TOO_LARGE,
+                          f"At most {MAX_MESSAGES_PER_REQUEST} messages per request")
+    if not rows:
+        return None
+    position = td_repo.insert_messages(conn, sender, event_type, rows)
+    return _Sent(position, sorted({r[0] for r in rows}))
+
+
 class ToDeviceSource:
     """StreamSource "td": the syncing device's pending messages."""
 
@@ -100,41 +128,47 @@ class ToDevice:
         self.position = StreamPosition(db, "to_device_inbox")
         self.source = ToDeviceSource(self)
         self._acked: dict[tuple[str, str], int] = {}
+        # Set by the composition root: sends messages for other servers' users (sender, type,
+        # messages) on to those servers.
+        self.remote: RemoteSend | None = None
 
     def _is_local(self, user_id: str) -> bool:
         return is_local_user(user_id, self._server_name)
 
     async def send(self, requester: Requester, event_type: str, txn_id: str,
                    messages: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
-        """PUT /sendToDevice/{eventType}/{txnId}. Unknown users and devices are skipped."""
+        """PUT /sendToDevice/{eventType}/{txnId}. Unknown users and devices are skipped.
+
+        Messages for users of other servers go to `self.remote` (federation), once per
+        transaction ID like the local ones."""
         check_event_type(event_type)
-        # TODO(federation): messages for remote users go to their servers (m.direct_to_device).
         local = {u: devices for u, devices in messages.items() if self._is_local(u)}
-        encoded = {u: {d: json.dumps(c, ensure_ascii=False, separators=(",", ":"))
-                       for d, c in devices.items()} for u, devices in local.items()}
+        remote = {u: {d: dict(c) for d, c in devices.items()}
+                  for u, devices in messages.items() if not self._is_local(u)}
+        encoded = _encode(local)
         now = self._clock()
         sender = requester.user_id
 
-        def txn(conn: apsw.Connection) -> _Sent | None:
+        def txn(conn: apsw.Connection) -> tuple[bool, _Sent | None]:
             if not td_repo.claim_txn(conn, sender, requester.device_id, event_type, txn_id, now):
-                return None  # a retransmission: already delivered
+                return False, None  # a retransmission: already delivered
             td_repo.prune_txns(conn, now - TXN_RETENTION_MS)
-            rows: list[tuple[str, str, str]] = []
-            for user_id, by_device in encoded.items():
-                wildcard = by_device.get(ALL_DEVICES)
-                for device in devices_repo.list_devices(conn, user_id):
-                    content = by_device.get(device.device_id, wildcard)
-                    if content is not None:
-                        rows.append((user_id, device.device_id, content))
-            if len(rows) > MAX_MESSAGES_PER_REQUEST:
-                raise MatrixError(413, Codes.TOO_LARGE,
-                                  f"At most {MAX_MESSAGES_PER_REQUEST} messages per request")
-            if not rows:
-                return None
-            position = td_repo.insert_messages(conn, sender, event_type, rows)
-            return _Sent(position, sorted({r[0] for r in rows}))
+            return True, _insert(conn, sender, event_type, encoded)
 
-        sent = await self._db.write(txn)
+        fresh, sent = await self._db.write(txn)
+        self._delivered(sent)
+        if fresh and remote and self.remote is not None:
+            self.remote(sender, event_type, remote)
+
+    async def deliver_remote(self, sender: str, event_type: str,
+                             messages: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+        """Messages from another server's user (EDU m.direct_to_device) for our users."""
+        check_event_type(event_type)
+        encoded = _encode({u: d for u, d in messages.items() if self._is_local(u)})
+        self._delivered(await self._db.write(
+            lambda c: _insert(c, sender, event_type, encoded)))
+
+    def _delivered(self, sent: _Sent | None) -> None:
         if sent is not None:
             self.position.advance(sent.position)
             self._notifier.notify([user_key(u) for u in sent.recipients])

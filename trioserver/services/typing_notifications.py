@@ -31,6 +31,9 @@ from trioserver.services.sync.streams import SyncContext, SyncResult, room_key
 
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000
+# A typing change: (room_id, user_id, typing). Called for every start (renewals included), and
+# for every stop or expiry of someone who was typing.
+TypingListener = Callable[[str, str, bool], None]
 
 
 def typing_event(user_ids: list[str]) -> dict[str, Any]:
@@ -67,7 +70,28 @@ class Typing:
         self._changed_at: dict[str, int] = {}  # room -> position of its last change
         self._expiries: list[tuple[float, str, str]] = []  # heap (expiry, room, user)
         self._wakeup = trio.Event()
+        self._listeners: list[TypingListener] = []
         self.source = TypingSource(self)
+
+    def add_listener(self, listener: TypingListener) -> None:
+        """Called synchronously after each change (it must not block: queue work elsewhere)."""
+        self._listeners.append(listener)
+
+    def _tell(self, room_id: str, user_id: str, typing: bool) -> None:
+        for listener in self._listeners:
+            listener(room_id, user_id, typing)
+
+    async def set_remote(self, room_id: str, user_id: str, typing: bool, seconds: float
+                         ) -> bool:
+        """Another server's user starts or stops typing; ignored (False) unless joined."""
+        view = await self._rooms.room(room_id)
+        if view is None or await self._reader.membership(view, user_id) != "join":
+            return False
+        if typing:
+            self.start(room_id, user_id, seconds)
+        else:
+            self.stop(room_id, user_id)
+        return True
 
     # -- endpoint -------------------------------------------------------------------------
 
@@ -98,6 +122,7 @@ class Typing:
         self._wakeup.set()
         if not was_typing:  # a renewal changes nothing anyone sees
             self._changed([room_id])
+        self._tell(room_id, user_id, True)
 
     def stop(self, room_id: str, user_id: str) -> None:
         typers = self._typers.get(room_id)
@@ -106,6 +131,7 @@ class Typing:
         if not typers:
             del self._typers[room_id]
         self._changed([room_id])
+        self._tell(room_id, user_id, False)
 
     def membership_changed(self, room_id: str, user_id: str, membership: str) -> None:
         """A member who is no longer joined stops typing at once (not at the timeout)."""
@@ -121,6 +147,7 @@ class Typing:
         """Retire every typer whose time is up; returns how many rooms changed."""
         now = self._clock()
         changed: set[str] = set()
+        expired: list[tuple[str, str]] = []
         while self._expiries and self._expiries[0][0] <= now:
             expiry, room_id, user_id = heapq.heappop(self._expiries)
             typers = self._typers.get(room_id)
@@ -130,8 +157,11 @@ class Typing:
                 if not typers:
                     del self._typers[room_id]
                 changed.add(room_id)
+                expired.append((room_id, user_id))
         if changed:
             self._changed(sorted(changed))
+        for room_id, user_id in expired:
+            self._tell(room_id, user_id, False)
         return len(changed)
 
     def _changed(self, room_ids: list[str]) -> None:

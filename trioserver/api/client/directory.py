@@ -20,8 +20,8 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.route("/_matrix/client/v3/directory/room/<alias>", methods=["GET"])
     async def get_alias(alias: str) -> Response:
         """GET /_matrix/client/v3/directory/room/{roomAlias} (spec: getRoomIdByAlias)."""
-        room_id = await rooms.resolve_alias(alias)
-        return reply({"room_id": room_id, "servers": [services.config.server_name]})
+        room_id, servers = await rooms.lookup_alias(alias)
+        return reply({"room_id": room_id, "servers": servers})
 
     @bp.route("/_matrix/client/v3/directory/room/<alias>", methods=["PUT"])
     async def put_alias(alias: str) -> Response:
@@ -62,21 +62,21 @@ def create_blueprint(services: Services) -> Blueprint:
     async def public_rooms_get() -> Response:
         """GET /_matrix/client/v3/publicRooms (spec: getPublicRooms)."""
         server = request.args.get("server")
-        if server not in (None, services.config.server_name):
-            raise MatrixError(404, Codes.NOT_FOUND, "Federation is not enabled")
         limit_raw = request.args.get("limit")
         if limit_raw is not None and not limit_raw.isdigit():
             raise MatrixError(400, Codes.INVALID_PARAM, "limit must be an integer")
-        return reply(await directory.public_rooms(
-            int(limit_raw) if limit_raw is not None else None, request.args.get("since"), None))
+        limit = int(limit_raw) if limit_raw is not None else None
+        if server not in (None, services.config.server_name):
+            await authenticate(sessions, allow_guest=True)  # no relaying for anonymous callers
+            return reply(await services.remote_queries.public_rooms(
+                server, limit=limit, since=request.args.get("since"), search=None))
+        return reply(await directory.public_rooms(limit, request.args.get("since"), None))
 
     @bp.route("/_matrix/client/v3/publicRooms", methods=["POST"])
     async def public_rooms_post() -> Response:
         """POST /_matrix/client/v3/publicRooms (spec: queryPublicRooms)."""
         await authenticate(sessions, allow_guest=True)
         server = request.args.get("server")
-        if server not in (None, services.config.server_name):
-            raise MatrixError(404, Codes.NOT_FOUND, "Federation is not enabled")
         body = await json_body()
         limit = body.raw.get("limit")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
@@ -85,6 +85,9 @@ def create_blueprint(services: Services) -> Blueprint:
         term = flt.get("generic_search_term")
         if term is not None and not isinstance(term, str):
             raise MatrixError(400, Codes.BAD_JSON, "generic_search_term must be a string")
+        if server not in (None, services.config.server_name):
+            return reply(await services.remote_queries.public_rooms(
+                server, limit=limit, since=body.opt_str("since"), search=term))
         return reply(await directory.public_rooms(limit, body.opt_str("since"), term))
 
     @bp.route("/_matrix/client/v3/rooms/<room_id>/report/<event_id>", methods=["POST"])
@@ -115,7 +118,7 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.route("/_matrix/client/v1/room_summary/<room_id_or_alias>", methods=["GET"])
     async def room_summary(room_id_or_alias: str) -> Response:
         """GET /_matrix/client/v1/room_summary/{roomIdOrAlias} (spec: getRoomSummary)."""
-        room_id = (await rooms.resolve_alias(room_id_or_alias)
+        room_id = ((await rooms.lookup_alias(room_id_or_alias))[0]
                    if room_id_or_alias.startswith("#") else check_room_id(room_id_or_alias))
         view = await rooms.view(room_id)
         summary = await directory.summary(view)

@@ -7,6 +7,7 @@ from quart import Blueprint, Response, request
 from trioserver.api.http import authenticate, json_body, reply
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.container import Services
+from trioserver.services.federation.remote_keys import timeout_seconds
 from trioserver.services.sync.tokens import parse_sync_token
 
 
@@ -33,7 +34,8 @@ def create_blueprint(services: Services) -> Blueprint:
         wanted = body.opt_dict("device_keys")
         if wanted is None:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'device_keys'")
-        return reply(await keys.query(requester, wanted))
+        timeout_s = timeout_seconds(body.raw.get("timeout"))
+        return reply(await services.remote_keys.query(requester, wanted, timeout_s))
 
     @bp.route("/_matrix/client/v3/keys/claim", methods=["POST"])
     async def claim() -> Response:
@@ -43,10 +45,8 @@ def create_blueprint(services: Services) -> Blueprint:
         wanted = body.opt_dict("one_time_keys")
         if wanted is None:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'one_time_keys'")
-        timeout = body.raw.get("timeout")
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)):
-            raise MatrixError(400, Codes.BAD_JSON, "timeout must be an integer")
-        return reply(await keys.claim(wanted))
+        timeout_s = timeout_seconds(body.raw.get("timeout"))
+        return reply(await services.remote_keys.claim(wanted, timeout_s))
 
     @bp.route("/_matrix/client/v3/keys/changes", methods=["GET"])
     async def changes() -> Response:

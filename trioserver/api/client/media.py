@@ -60,7 +60,7 @@ def serve(media: MediaRepository, content: Content, filename: str | None = None)
     return response
 
 
-def _int_arg(name: str, *, required: bool = False, default: int = 0) -> int:
+def int_arg(name: str, *, required: bool = False, default: int = 0) -> int:
     raw = request.args.get(name)
     if raw is None:
         if required:
@@ -120,16 +120,16 @@ def create_blueprint(services: Services) -> Blueprint:
         if authed:
             await authenticate(sessions, allow_guest=True)
         row = await media.lookup(server_name, media_id, unauthenticated=not authed,
-                                 timeout_ms=_int_arg("timeout_ms", default=20_000))
+                                 timeout_ms=int_arg("timeout_ms", default=20_000))
         return serve(media, media.content(row), file_name)
 
     async def thumbnail(server_name: str, media_id: str, *, authed: bool) -> Response:
         if authed:
             await authenticate(sessions, allow_guest=True)
-        width, height = _int_arg("width", required=True), _int_arg("height", required=True)
+        width, height = int_arg("width", required=True), int_arg("height", required=True)
         method, animated = request.args.get("method", "scale"), _bool_arg("animated")
         row = await media.lookup(server_name, media_id, unauthenticated=not authed,
-                                 timeout_ms=_int_arg("timeout_ms", default=20_000))
+                                 timeout_ms=int_arg("timeout_ms", default=20_000))
         content = await media.thumbnail(row, width, height, method, animated)
         return serve(media, content)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -131,6 +132,45 @@ class FederationClient:
         return await self.request("POST", destination, path, query=query, body=body,
                                   timeout_s=timeout_s)
 
+    @asynccontextmanager
+    async def stream(self, destination: str, path: str, *, query: Query | None = None,
+                     sign: bool = True) -> AsyncIterator[httpx.Response]:
+        """GET `path` on `destination` and yield the response with its body unread.
+
+        For bodies that are not JSON (media). The caller reads `aiter_bytes()` inside the
+        block, under its own size limit and deadline; the resolution and the headers are
+        bounded by this client's timeout. `sign=False` leaves out the X-Matrix header (the
+        deprecated unauthenticated media endpoints).
+        """
+        if not self._enabled:
+            raise FederationUnreachable("federation is disabled on this server")
+        if not path.startswith("/"):
+            raise ValueError("path must start with /")
+        try:
+            with trio.fail_after(self._timeout_s):
+                target = await self.resolver.resolve(destination)
+                self._backend.pin(target.url_host, target.port, target.addresses)
+                suffix = f"?{urlencode(query, doseq=True)}" if query else ""
+                url = httpx.URL(f"https://{target.url_host}:{target.port}{path}{suffix}")
+                headers = {"Host": target.host_header}
+                if sign:
+                    headers["Authorization"] = sign_request(
+                        "GET", url.raw_path.decode("ascii"), self.server_name, destination,
+                        None, self._key)
+                response = await self._http.send(
+                    self._http.build_request("GET", url, headers=headers), stream=True)
+        except trio.TooSlowError:
+            raise FederationUnreachable(f"GET {destination}{path}: timed out") from None
+        except httpx.HTTPError as e:
+            raise FederationUnreachable(f"GET {destination}{path}: {_describe(e)}") from None
+        try:
+            yield response
+        except httpx.HTTPError as e:
+            raise FederationUnreachable(f"GET {destination}{path}: {_describe(e)}") from None
+        finally:
+            with trio.CancelScope(shield=True):
+                await response.aclose()
+
     async def _send(self, method: str, destination: str, target: ResolvedServer, path: str,
                     query: Query | None, body: Any | None) -> Any:
         self._backend.pin(target.url_host, target.port, target.addresses)
@@ -224,3 +264,14 @@ def _decode(status: int, data: bytes, what: str) -> Any:
 def _describe(e: httpx.HTTPError) -> str:
     text = str(e) or type(e).__name__
     return text if len(text) < 300 else text[:300] + "..."
+
+
+async def raise_for_error(response: httpx.Response, what: str) -> None:
+    """FederationRequestError for a streamed non-2xx response, carrying its errcode."""
+    if 200 <= response.status_code < 300:
+        return
+    try:
+        data = await _read_limited(response, MAX_WELL_KNOWN_BYTES)
+    except FederationRequestError:
+        data = b""
+    _decode(response.status_code, data, what)

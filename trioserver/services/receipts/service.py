@@ -9,6 +9,7 @@ account data service.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import apsw
@@ -30,6 +31,9 @@ READ = "m.read"
 FULLY_READ = "m.fully_read"
 RECEIPT_TYPES = (READ, PRIVATE, FULLY_READ)
 MAX_ID_BYTES = 255
+
+# A stored receipt: (room_id, user_id, receipt_type, thread_id ("" unthreaded), event_id, ts).
+ReceiptListener = Callable[[str, str, str, str, str, int], None]
 
 
 class RoomAccountData(Protocol):
@@ -77,6 +81,11 @@ class Receipts:
         self.unread_position = StreamPosition(db, "unread_changes")
         self.source = ReceiptsSource(db, self.receipts_position)
         self.unread_source = UnreadCountsSource(db, self.unread_position)
+        self._listeners: list[ReceiptListener] = []
+
+    def add_listener(self, listener: ReceiptListener) -> None:
+        """Called synchronously after a receipt is stored (it must not block)."""
+        self._listeners.append(listener)
 
     async def _joined_room(self, user_id: str, room_id: str) -> RoomView:
         view = await self._cache.room(room_id)
@@ -130,6 +139,16 @@ class Receipts:
             else:
                 await self._put(user_id, room_id, receipt_type, UNTHREADED, event_id)
 
+    async def put_remote(self, user_id: str, room_id: str, event_id: str, thread_id: Any,
+                         ts: int) -> None:
+        """A public read receipt of another server's user (federation m.receipt EDU).
+
+        Raises (403/404/400) unless the user is joined and the event is known in the room."""
+        thread = check_thread_id(READ, thread_id)
+        _check_event_id(event_id, "event_ids")
+        await self._joined_room(user_id, room_id)
+        await self._put(user_id, room_id, READ, thread or UNTHREADED, event_id, ts)
+
     # -- internals ------------------------------------------------------------------------
 
     async def _load(self, event_id: str) -> Event | None:
@@ -156,8 +175,8 @@ class Receipts:
                                                            {"event_id": event_id})
 
     async def _put(self, user_id: str, room_id: str, receipt_type: str, thread_id: str,
-                   event_id: str) -> None:
-        ts = now_ms()
+                   event_id: str, ts: int | None = None) -> None:
+        ts = now_ms() if ts is None else ts
 
         def txn(conn: apsw.Connection) -> tuple[int, int] | None:
             position = receipts_repo.event_position(conn, event_id)
@@ -177,3 +196,5 @@ class Receipts:
         # Everyone in the room sees a public receipt; a private one only its owner.
         self._notifier.notify([user_key(user_id)] if receipt_type == PRIVATE
                               else [room_key(room_id), user_key(user_id)])
+        for listener in self._listeners:
+            listener(room_id, user_id, receipt_type, thread_id, event_id, ts)

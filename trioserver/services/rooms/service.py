@@ -54,6 +54,8 @@ class CreateRoomRequest:
 
 
 RemoteJoin = Callable[[str, str, Sequence[str], dict[str, Any]], Awaitable[str]]
+# Asks an alias's server for (room_id, servers) (federation query/directory).
+RemoteAlias = Callable[[str], Awaitable[tuple[str, list[str]]]]
 
 
 class InviteHooks(Protocol):
@@ -102,6 +104,7 @@ class Rooms:
         # Set by the composition root when federation is on: joins rooms on other servers,
         # and invites across servers.
         self.remote_join: RemoteJoin | None = None
+        self.remote_alias: RemoteAlias | None = None
         self.invites: InviteHooks | None = None
 
     # -- aliases --------------------------------------------------------------------------
@@ -123,6 +126,14 @@ class Rooms:
         if found is None:
             raise not_found(f"Room alias {alias} not found")
         return found[0]
+
+    async def lookup_alias(self, alias: str) -> tuple[str, list[str]]:
+        """(room_id, servers to join through) of any alias; other servers' are asked."""
+        server = alias.split(":", 1)[1] if alias.startswith("#") and ":" in alias else ""
+        if (server and server != self._server_name and self.remote_alias is not None
+                and len(alias.encode()) <= MAX_ID_BYTES and alias[1:].split(":", 1)[0]):
+            return await self.remote_alias(alias)
+        return await self.resolve_alias(alias), [self._server_name]
 
     async def create_alias(self, requester: Requester, alias: str, room_id: str) -> None:
         self.check_alias(alias)
@@ -243,8 +254,11 @@ class Rooms:
 
     async def join(self, requester: Requester, room_id_or_alias: str,
                    reason: str | None = None, via: Sequence[str] = ()) -> str:
-        room_id = (await self.resolve_alias(room_id_or_alias)
-                   if room_id_or_alias.startswith("#") else check_room_id(room_id_or_alias))
+        if room_id_or_alias.startswith("#"):
+            room_id, alias_servers = await self.lookup_alias(room_id_or_alias)
+            via = [*via, *alias_servers]
+        else:
+            room_id = check_room_id(room_id_or_alias)
         content = await self.member_content(requester.user_id, "join", reason)
         if await self._cache.room(room_id) is None:
             # Not a room this server is in: join it through the servers the client named (and,
@@ -269,8 +283,11 @@ class Rooms:
 
     async def knock(self, requester: Requester, room_id_or_alias: str,
                     reason: str | None = None, via: Sequence[str] = ()) -> str:
-        room_id = (await self.resolve_alias(room_id_or_alias)
-                   if room_id_or_alias.startswith("#") else check_room_id(room_id_or_alias))
+        if room_id_or_alias.startswith("#"):
+            room_id, alias_servers = await self.lookup_alias(room_id_or_alias)
+            via = [*via, *alias_servers]
+        else:
+            room_id = check_room_id(room_id_or_alias)
         if await self._cache.room(room_id) is None and self.invites is not None:
             # A room on another server: knock through the servers the client named.
             servers = [*via, *([room_id.split(":", 1)[1]] if ":" in room_id else [])]

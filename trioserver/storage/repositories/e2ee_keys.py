@@ -118,6 +118,13 @@ def device_list_position(conn: apsw.Connection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def latest_change_of(conn: apsw.Connection, user_id: str) -> int:
+    """The position of the user's last device-list change (0 if none)."""
+    row = conn.execute("SELECT max(stream_id) FROM device_list_changes WHERE user_id = ?",
+                       (user_id,)).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def users_with_device_changes(conn: apsw.Connection, after: int, upto: int,
                               among: Iterable[str] | None = None) -> set[str]:
     users = {r[0] for r in conn.execute(

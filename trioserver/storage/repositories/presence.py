@@ -100,6 +100,14 @@ def shares_room(conn: apsw.Connection, user_a: str, user_b: str) -> bool:
     return row is not None
 
 
+def joined_somewhere(conn: apsw.Connection, user_id: str) -> bool:
+    """Whether the user is joined to any room this server is in."""
+    row = conn.execute(
+        "SELECT 1 FROM current_state WHERE type = 'm.room.member' AND state_key = ?"
+        " AND membership = 'join' LIMIT 1", (user_id,)).fetchone()
+    return row is not None
+
+
 def audience(conn: apsw.Connection, user_id: str) -> list[str]:
     """The user and everyone joined to a room the user is joined to."""
     return [r[0] for r in conn.execute(
