@@ -285,3 +285,22 @@ async def test_knock_across_servers_then_invite_and_join(peers: tuple[Peer, Peer
             return "knocked and came in" in await _bodies(ha, alice["access_token"], room)
 
         await _eventually(on_a)
+
+
+async def test_create_room_with_a_remote_invitee_reaches_them(peers: tuple[Peer, Peer]) -> None:
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice = await register(ha, "alice")
+        bob = await register(hb, "bob")
+        room = await create_room(ha, alice["access_token"], preset="trusted_private_chat",
+                                 is_direct=True, invite=[bob["user_id"]])
+
+        async def invited_on_b() -> bool:
+            r = await hb.get("/_matrix/client/v3/sync", headers=bearer(bob["access_token"]))
+            return room in r.json().get("rooms", {}).get("invite", {})
+
+        await _eventually(invited_on_b)
+        r = await hb.post(f"/_matrix/client/v3/join/{room}", json={},
+                          headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text

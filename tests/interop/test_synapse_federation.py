@@ -19,7 +19,24 @@ import httpx
 import pytest
 import trio
 
-from tests.e2e.helpers import bearer, register, unique
+from tests.e2e.helpers import bearer, login, register, unique
+from tests.e2e.olm_device import (
+    MEGOLM,
+    MegolmInbound,
+    MegolmOutbound,
+    OlmDevice,
+    verify_signed_json,
+)
+from tests.e2e.test_federation_e2ee import (
+    Person,
+    claim_one,
+    person,
+    query,
+    send_to_device,
+    sync,
+    upload,
+    wait_for_to_device,
+)
 from tests.federation_peer import Peer, q, start_tls_peer
 
 SYNAPSE_URL = os.environ.get("SYNAPSE_URL", "http://127.0.0.1:18030")
@@ -529,3 +546,133 @@ async def test_public_rooms_of_trioserver_from_synapse(servers: Servers) -> None
                           {"filter": {"generic_search_term": name}},
                           server=servers.trioserver_name)
     assert [c["room_id"] for c in listed["chunk"]] == [room_id]
+
+
+# -- end-to-end encryption ---------------------------------------------------------------------
+
+async def _encrypted_event(user: User, room_id: str, event_id: str) -> dict[str, Any] | None:
+    r = await user.call("GET", f"/rooms/{q(room_id)}/event/{q(event_id)}")
+    if r.status_code != 200:
+        return None
+    event: dict[str, Any] = r.json()
+    return event
+
+
+async def _device_keys(http: httpx.AsyncClient, asker: Person, target: Person
+                       ) -> dict[str, Any]:
+    """`target`'s device keys as `asker`'s server reports them, with the self-signature checked."""
+    body = await query(http, asker, {target.user_id: []})
+    assert body["failures"] == {}, body
+    keys: dict[str, Any] = body["device_keys"][target.user_id][target.device_id]
+    assert keys["keys"][f"ed25519:{target.device_id}"] == target.device.ed25519
+    assert keys["keys"][f"curve25519:{target.device_id}"] == target.device.curve25519
+    assert verify_signed_json(keys, target.user_id, f"ed25519:{target.device_id}",
+                              target.device.ed25519)
+    return keys
+
+
+async def test_olm_and_megolm_with_a_synapse_user_both_ways(servers: Servers,
+                                                            figures: list[str]) -> None:
+    """Real vodozemac Olm + Megolm between a trioserver user and a Synapse user: keys queried
+    and claimed across servers, room keys over to-device, encrypted room messages each way,
+    and a new device of the trioserver user reaching Synapse."""
+    ours, theirs = servers.trioserver, servers.synapse
+    alice, bob = await person(ours), await person(theirs)
+    alice_u = User(ours, alice.user_id, alice.token)
+    bob_u = User(theirs, bob.user_id, bob.token)
+
+    created = await alice_u.ok("POST", "/createRoom", {
+        "preset": "private_chat",
+        "initial_state": [{"type": "m.room.encryption", "state_key": "",
+                           "content": {"algorithm": MEGOLM}}]})
+    room_id: str = created["room_id"]
+    await alice_u.ok("POST", f"/rooms/{q(room_id)}/invite", {"user_id": bob.user_id})
+    await eventually(lambda: _invited_to(bob_u, room_id), "Synapse shows the invite")
+    r = await bob_u.call("POST", f"/join/{q(room_id)}", {})
+    assert r.status_code == 200, r.text
+    await eventually(lambda: _is(alice_u, room_id, bob.user_id, "join"),
+                     "trioserver sees the Synapse user's join")
+    assert await bob_u.state(room_id, "m.room.encryption") == {"algorithm": MEGOLM}
+    bob_since = (await sync(theirs, bob))["next_batch"]
+    alice_since = (await sync(ours, alice))["next_batch"]
+
+    # trioserver -> Synapse: alice asks trioserver for bob's keys (federation to Synapse).
+    bob_keys = await _device_keys(ours, alice, bob)
+    otk = await claim_one(ours, alice, bob)
+    alice_megolm = MegolmOutbound(alice.device, room_id)
+    olm_content = alice.device.olm_encrypt(bob_keys, "m.room_key",
+                                           alice_megolm.room_key_content(),
+                                           one_time_key=otk["key"])
+    started = time.perf_counter()
+    await send_to_device(ours, alice, bob, "m.room.encrypted", olm_content)
+    [to_bob], body = await wait_for_to_device(theirs, bob, bob_since, "m.room.encrypted")
+    figures.append(f"to-device (Olm room key) trioserver -> Synapse /sync: "
+                   f"{(time.perf_counter() - started) * 1000:.0f} ms")
+    bob_since = body["next_batch"]
+    assert to_bob["sender"] == alice.user_id
+    room_key = bob.device.olm_decrypt(to_bob)
+    assert room_key["type"] == "m.room_key"
+    assert room_key["keys"] == {"ed25519": alice.device.ed25519}
+    bob_inbound = MegolmInbound(room_key["content"])
+
+    encrypted = alice_megolm.encrypt("m.room.message",
+                                     {"msgtype": "m.text", "body": "secret from trioserver"})
+    ours_id = (await alice_u.ok("PUT", f"/rooms/{q(room_id)}/send/m.room.encrypted/"
+                                f"{unique('txn')}", encrypted))["event_id"]
+    event = await eventually(lambda: _encrypted_event(bob_u, room_id, ours_id),
+                             "Synapse has the encrypted message")
+    assert event["type"] == "m.room.encrypted"
+    assert bob_inbound.decrypt(event, room_id) == {
+        "type": "m.room.message", "room_id": room_id,
+        "content": {"msgtype": "m.text", "body": "secret from trioserver"}}
+
+    # Synapse -> trioserver: bob asks Synapse for alice's keys (federation to trioserver) and
+    # starts his own Olm session from one of her one-time keys. OlmDevice keeps one session
+    # per peer (a real client keeps several), so both forget the first one.
+    alice_keys = await _device_keys(theirs, bob, alice)
+    otk = await claim_one(theirs, bob, alice)
+    bob.device.sessions.pop(alice.device.curve25519)
+    alice.device.sessions.pop(bob.device.curve25519)
+    bob_megolm = MegolmOutbound(bob.device, room_id)
+    olm_content = bob.device.olm_encrypt(alice_keys, "m.room_key",
+                                         bob_megolm.room_key_content(), one_time_key=otk["key"])
+    assert olm_content["ciphertext"][alice.device.curve25519]["type"] == 0
+    started = time.perf_counter()
+    await send_to_device(theirs, bob, alice, "m.room.encrypted", olm_content)
+    [to_alice], _ = await wait_for_to_device(ours, alice, alice_since, "m.room.encrypted")
+    figures.append(f"to-device (Olm room key) Synapse -> trioserver /sync: "
+                   f"{(time.perf_counter() - started) * 1000:.0f} ms")
+    assert to_alice["sender"] == bob.user_id
+    room_key = alice.device.olm_decrypt(to_alice)
+    assert room_key["type"] == "m.room_key"
+    assert room_key["keys"] == {"ed25519": bob.device.ed25519}
+    alice_inbound = MegolmInbound(room_key["content"])
+
+    encrypted = bob_megolm.encrypt("m.room.message",
+                                   {"msgtype": "m.text", "body": "secret from Synapse"})
+    theirs_id = (await bob_u.ok("PUT", f"/rooms/{q(room_id)}/send/m.room.encrypted/"
+                                f"{unique('txn')}", encrypted))["event_id"]
+    event = await eventually(lambda: _encrypted_event(alice_u, room_id, theirs_id),
+                             "trioserver has the Synapse user's encrypted message")
+    assert event["type"] == "m.room.encrypted"
+    assert alice_inbound.decrypt(event, room_id) == {
+        "type": "m.room.message", "room_id": room_id,
+        "content": {"msgtype": "m.text", "body": "secret from Synapse"}}
+
+    # A second device of alice: Synapse (which has her device list cached by now) learns it.
+    r = await login(ours, alice.user_id)
+    assert r.status_code == 200, r.text
+    second = Person(alice.user_id, r.json()["access_token"],
+                    OlmDevice(alice.user_id, r.json()["device_id"]))
+    await upload(ours, second, second.device.upload_body(one_time_keys=1))
+
+    async def both_devices_on_synapse() -> bool:
+        body = await query(theirs, bob, {alice.user_id: []})
+        return set(body["device_keys"].get(alice.user_id, {})) == {alice.device_id,
+                                                                   second.device_id}
+
+    await eventually(both_devices_on_synapse, "Synapse lists both of alice's devices")
+    keys = (await query(theirs, bob, {alice.user_id: [second.device_id]}))["device_keys"][
+        alice.user_id][second.device_id]
+    assert verify_signed_json(keys, alice.user_id, f"ed25519:{second.device_id}",
+                              second.device.ed25519)

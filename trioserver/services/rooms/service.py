@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +30,8 @@ from trioserver.storage.repositories import profiles as profiles_repo
 from trioserver.storage.repositories import rooms as rooms_repo
 
 MAX_ID_BYTES = 255
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,12 @@ class Rooms:
             drafts.append(Draft("m.room.name", creator, {"name": req.name}, state_key=""))
         if req.topic is not None:
             drafts.append(Draft("m.room.topic", creator, {"topic": req.topic}, state_key=""))
+        # Users of other servers are invited once the room exists: their server must
+        # countersign the invite (set_membership does that); local ones go in the batch.
+        remote_invitees = [u for u in invitees if not u.endswith(f":{self._server_name}")]
         for user in invitees:
+            if user in remote_invitees:
+                continue
             content = await self.member_content(user, "invite")
             if req.is_direct:
                 content["is_direct"] = True
@@ -248,6 +256,14 @@ class Rooms:
                 lambda c: rooms_repo.insert_alias(c, alias, new_room_id, creator))
             if not created:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+        for user in remote_invitees:
+            try:
+                await self.set_membership(requester, new_room_id, user, "invite",
+                                          extra={"is_direct": True} if req.is_direct else None)
+            except MatrixError as e:
+                # The room exists either way; an unreachable server only loses its invite
+                # (as Synapse does), the client can invite again.
+                log.info("invite of %s to %s failed: %s", user, new_room_id, e.message)
         return new_room_id
 
     # -- membership -----------------------------------------------------------------------
