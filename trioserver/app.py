@@ -25,6 +25,7 @@ from trioserver.api.client import (
     directory,
     discovery,
     health,
+    hierarchy,
     key_backup,
     keys,
     login,
@@ -90,7 +91,7 @@ def create_app(services: Services) -> QuartTrio:
     for module in (health, discovery, register, login, account, devices, profile, rooms,
                    room_events, directory, sync, sliding_sync, status, keys,
                    account_data, typing_notifications, presence, to_device, receipts,
-                   push_rules, key_backup, dehydrated_devices, media, openid):
+                   push_rules, key_backup, dehydrated_devices, media, openid, hierarchy):
         app.register_blueprint(module.create_blueprint(services))
     for module in (federation_keys, federation_version, federation_rooms, federation_events,
                    federation_keys_e2ee):

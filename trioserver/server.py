@@ -170,6 +170,7 @@ async def main(
             await nursery.start(services.presence.run)
             await nursery.start(services.admin_watch.run)
             await nursery.start(services.federation_sender.run)
+            await nursery.start(services.federated_to_device.run)
             await nursery.start(services.federation_ephemeral.run)
             await nursery.start(systemd_notify.run_watchdog)
             await nursery.start(_wait_for_signal, stop)

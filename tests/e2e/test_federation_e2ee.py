@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 
-from tests.e2e.helpers import bearer, login, register, room_path, unique
+from tests.e2e.helpers import bearer, login, password_auth, register, room_path, unique
 from tests.e2e.olm_device import (
     MEGOLM,
     SIGNED_CURVE25519,
@@ -340,3 +340,49 @@ async def test_a_new_device_reaches_the_other_server(peers: tuple[Peer, Peer]) -
                 since = body["next_batch"]
         devices = (await query(hb, bob, {alice.user_id: []}))["device_keys"][alice.user_id]
         assert set(devices) == {alice.device_id, second.device_id}
+
+
+async def wait_for_change(http: httpx.AsyncClient, who: Person, since: str,
+                          user_id: str) -> str:
+    """Long-poll /sync until device_lists.changed names `user_id`; return next_batch."""
+    with trio.fail_after(DEADLINE_S):
+        while True:
+            body = await sync(http, who, since, timeout_ms=5000)
+            since = body["next_batch"]
+            if user_id in body.get("device_lists", {}).get("changed", []):
+                return since
+
+
+async def test_a_deleted_device_leaves_the_other_server(peers: tuple[Peer, Peer]) -> None:
+    """m.device_list_update with deleted: true, sent when Alice deletes a device on A."""
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice, bob = await person(ha), await person(hb)
+        r = await ha.post(f"{CLIENT}/createRoom", json={"preset": "public_chat"},
+                          headers=bearer(alice.token))
+        assert r.status_code == 200, r.text
+        await join_remote(hb, bob, r.json()["room_id"], a.name)
+        since = (await sync(hb, bob))["next_batch"]
+        r = await login(ha, alice.user_id)
+        assert r.status_code == 200, r.text
+        second = Person(alice.user_id, r.json()["access_token"],
+                        OlmDevice(alice.user_id, r.json()["device_id"]))
+        await upload(ha, second, second.device.upload_body(one_time_keys=1))
+        since = await wait_for_change(hb, bob, since, alice.user_id)
+        devices = (await query(hb, bob, {alice.user_id: []}))["device_keys"][alice.user_id]
+        assert set(devices) == {alice.device_id, second.device_id}  # cached on B now
+
+        r = await ha.request("DELETE", f"{CLIENT}/devices/{second.device_id}",
+                             json={"auth": password_auth(alice.user_id)},
+                             headers=bearer(alice.token))
+        assert r.status_code == 200, r.text
+        since = await wait_for_change(hb, bob, since, alice.user_id)
+        devices = (await query(hb, bob, {alice.user_id: []}))["device_keys"][alice.user_id]
+        assert set(devices) == {alice.device_id}
+
+        # Logging out is a deletion too.
+        r = await ha.post(f"{CLIENT}/logout", json={}, headers=bearer(alice.token))
+        assert r.status_code == 200, r.text
+        await wait_for_change(hb, bob, since, alice.user_id)
+        assert (await query(hb, bob, {alice.user_id: []}))["device_keys"][alice.user_id] == {}

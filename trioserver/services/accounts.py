@@ -288,36 +288,44 @@ class Accounts:
         self.check_password_strength(new_password)
         new_hash = await self._hasher.hash(new_password)
 
-        def txn(conn: apsw.Connection) -> None:
+        def txn(conn: apsw.Connection) -> list[str]:
             users_repo.set_password_hash(conn, requester.user_id, new_hash)
             if logout_devices:
-                devices_repo.delete_all_devices(conn, requester.user_id, requester.device_id)
+                return devices_repo.delete_all_devices(conn, requester.user_id,
+                                                       requester.device_id)
+            return []
 
-        await self._db.write(txn)
+        deleted = await self._db.write(txn)
         if logout_devices:
             self._sessions.forget_device(requester.user_id)
+            await self._sessions.devices_deleted(requester.user_id, deleted)
 
     async def deactivate(self, requester: Requester) -> None:
         uid = requester.user_id
 
-        def txn(conn: apsw.Connection) -> None:
-            devices_repo.delete_all_devices(conn, uid)
+        def txn(conn: apsw.Connection) -> list[str]:
+            deleted = devices_repo.delete_all_devices(conn, uid)
             profiles_repo.delete_profile(conn, uid)
             users_repo.mark_deactivated(conn, uid)
+            return deleted
 
-        await self._db.write(txn)
+        deleted = await self._db.write(txn)
         self._sessions.forget_device(uid)
+        await self._sessions.devices_deleted(uid, deleted)
 
     async def logout(self, requester: Requester) -> None:
         """POST /logout: the token's device is deleted with all its tokens."""
-        await self._db.write(
+        deleted = await self._db.write(
             lambda c: devices_repo.delete_devices(c, requester.user_id, [requester.device_id])
         )
         self._sessions.forget_device(requester.user_id, requester.device_id)
+        await self._sessions.devices_deleted(requester.user_id, deleted)
 
     async def logout_all(self, requester: Requester) -> None:
-        await self._db.write(lambda c: devices_repo.delete_all_devices(c, requester.user_id))
+        deleted = await self._db.write(
+            lambda c: devices_repo.delete_all_devices(c, requester.user_id))
         self._sessions.forget_device(requester.user_id)
+        await self._sessions.devices_deleted(requester.user_id, deleted)
 
 
 def map_username(username: str, server_name: str) -> str:

@@ -45,6 +45,7 @@ from trioserver.services.receipts.service import Receipts
 from trioserver.services.rooms.appender import Appender
 from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.directory import Directory
+from trioserver.services.rooms.hierarchy import Hierarchy
 from trioserver.services.rooms.reads import RoomReader
 from trioserver.services.rooms.remote import RemoteEvents
 from trioserver.services.rooms.service import Rooms
@@ -109,6 +110,7 @@ class Services:
     admin_watch: AdminWatch
     limiter: RateLimiter
     openid: OpenIdTokens
+    hierarchy: Hierarchy
     sliding_sync: SlidingSyncEngine
     # Other servers' keys (and ours), and signed requests to other servers.
     keyring: KeyRing
@@ -120,6 +122,8 @@ class Services:
     federation_sender: FederationSender
     # Started by server.py: typing, receipts and presence EDUs out (and their handlers in).
     federation_ephemeral: EphemeralFederation
+    # Started by server.py after the sender: the to-device outbox, in order, exactly once.
+    federated_to_device: FederatedToDevice
     invites: Invites
     remote_events: RemoteEvents
     # Profiles, aliases and public rooms of other servers.
@@ -181,6 +185,23 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     sync = SyncEngine(db, notifier, filters, syncer, sources,
                       presence_hook=presence.touch,
                       initial_account_data=[push_rules.initial_account_data])
+    directory = Directory(db, room_cache)
+    hierarchy = Hierarchy(room_cache, directory)
+
+    async def remote_hierarchy(room_id: str, via: list[str], suggested_only: bool
+                               ) -> dict[str, Any] | None:
+        for server in via[:3]:
+            try:
+                answer = await federation_client.get_json(
+                    server, f"/_matrix/federation/v1/hierarchy/{quote(room_id, safe='')}",
+                    query={"suggested_only": "true" if suggested_only else "false"})
+            except Exception:  # an unreachable or refusing server: try the next one
+                continue
+            if isinstance(answer, dict):
+                return answer
+        return None
+
+    hierarchy.remote = remote_hierarchy
     room_servers = RoomServers(db)
     appender.add_membership_listener(room_servers.on_membership)
     remote_events = RemoteEvents(db, room_cache, serializer, appender)
@@ -237,12 +258,15 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     appender.add_membership_listener(remote_keys.on_membership)
     federation_in.on_edu("m.device_list_update", remote_keys.on_device_list_update)
     federation_in.on_edu("m.signing_key_update", remote_keys.on_signing_key_update)
-    federated_to_device = FederatedToDevice(config.server_name, to_device.deliver_remote,
+    federated_to_device = FederatedToDevice(config.server_name, db, to_device.deliver_remote,
                                             federation_sender.queue_edu)
-    to_device.remote = federated_to_device.send
+    to_device.remote = federated_to_device
+    federation_sender.edu_ack_listeners.append(federated_to_device.on_sent)
     federation_in.on_edu("m.direct_to_device", federated_to_device.receive)
-    e2ee.change_listeners.append(DeviceListSender(
-        config.server_name, db, room_servers, federation_sender.queue_edu).on_change)
+    device_list_sender = DeviceListSender(
+        config.server_name, db, room_servers, federation_sender.queue_edu)
+    e2ee.change_listeners.append(device_list_sender.on_change)
+    sessions.add_deletion_listener(device_list_sender.on_deleted)
     return Services(
         config=config,
         db=db,
@@ -259,7 +283,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         filters=filters,
         sync=sync,
         room_reader=room_reader,
-        directory=Directory(db, room_cache),
+        directory=directory,
         account_data=account_data,
         typing=typing,
         presence=presence,
@@ -276,6 +300,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         admin_watch=AdminWatch(db, sessions, notifier),
         limiter=limiter,
         openid=OpenIdTokens(config.server_name, ttl),
+        hierarchy=hierarchy,
         sliding_sync=sliding_sync,
         keyring=keyring,
         federation_client=federation_client,
@@ -284,6 +309,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         federation_in=federation_in,
         federation_sender=federation_sender,
         federation_ephemeral=federation_ephemeral,
+        federated_to_device=federated_to_device,
         invites=invites,
         remote_events=remote_events,
         remote_queries=remote_queries,

@@ -105,6 +105,7 @@ class DehydratedDevices:
             await self._db.write(finish)
         if old_id is not None:
             self._sessions.forget_device(user_id, old_id)
+            await self._sessions.devices_deleted(user_id, [old_id])
         return device_id
 
     async def get(self, requester: Requester) -> dd_repo.DehydratedRow:
@@ -128,6 +129,7 @@ class DehydratedDevices:
         if device_id is None:
             raise not_found("No dehydrated device")
         self._sessions.forget_device(user_id, device_id)
+        await self._sessions.devices_deleted(user_id, [device_id])
         return device_id
 
     async def events(self, requester: Requester, device_id: str,

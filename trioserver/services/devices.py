@@ -63,3 +63,4 @@ class Devices:
         )
         for device_id in deleted:
             self._sessions.forget_device(requester.user_id, device_id)
+        await self._sessions.devices_deleted(requester.user_id, deleted)

@@ -10,10 +10,11 @@ that was just revoked.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import string
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import apsw
@@ -23,6 +24,8 @@ from trioserver.services.clock import now_ms
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import devices as devices_repo
 from trioserver.storage.repositories.devices import TokenRow
+
+log = logging.getLogger(__name__)
 
 CACHE_SIZE = 20_000
 TOUCH_INTERVAL_MS = 60_000
@@ -71,10 +74,31 @@ class Sessions:
         self._generation = 0
         self._last_touch: dict[tuple[str, str], int] = {}
         self._device_listeners: list[Callable[[str], None]] = []
+        self._deletion_listeners: list[Callable[[str, list[str]], Awaitable[None]]] = []
 
     def add_device_listener(self, listener: Callable[[str], None]) -> None:
         """Call `listener(user_id)` whenever devices (or tokens) of a user went away."""
         self._device_listeners.append(listener)
+
+    def add_deletion_listener(
+        self, listener: Callable[[str, list[str]], Awaitable[None]]
+    ) -> None:
+        """Await `listener(user_id, device_ids)` after a deletion of those devices committed."""
+        self._deletion_listeners.append(listener)
+
+    async def devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
+        """Tell the deletion listeners (federation: other servers) that devices went away.
+
+        Called by every in-process path that deletes devices, after `forget_device`. A failing
+        listener is logged, not raised: the deletion itself has happened.
+        """
+        if not device_ids:
+            return
+        for listener in self._deletion_listeners:
+            try:
+                await listener(user_id, device_ids)
+            except Exception:
+                log.exception("device-deletion listener failed for %s", user_id)
 
     # -- minting and storing -------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import apsw
 
@@ -68,7 +68,13 @@ class _Sent:
     recipients: list[str]
 
 
-RemoteSend = Callable[[str, str, Messages], None]
+class RemoteSink(Protocol):
+    """Federation of to-device messages (services/federation/to_device_edu.py)."""
+
+    def stage(self, conn: apsw.Connection, sender: str, event_type: str,
+              messages: Messages) -> bool: ...
+
+    def wake(self) -> None: ...
 
 
 def _encode(messages: Mapping[str, Mapping[str, Mapping[str, Any]]]
@@ -128,9 +134,9 @@ class ToDevice:
         self.position = StreamPosition(db, "to_device_inbox")
         self.source = ToDeviceSource(self)
         self._acked: dict[tuple[str, str], int] = {}
-        # Set by the composition root: sends messages for other servers' users (sender, type,
-        # messages) on to those servers.
-        self.remote: RemoteSend | None = None
+        # Set by the composition root: writes messages for other servers' users to the
+        # federation outbox, in the same transaction as the client's transaction ID.
+        self.remote: RemoteSink | None = None
 
     def _is_local(self, user_id: str) -> bool:
         return is_local_user(user_id, self._server_name)
@@ -140,7 +146,7 @@ class ToDevice:
         """PUT /sendToDevice/{eventType}/{txnId}. Unknown users and devices are skipped.
 
         Messages for users of other servers go to `self.remote` (federation), once per
-        transaction ID like the local ones."""
+        transaction ID like the local ones, committed with it."""
         check_event_type(event_type)
         local = {u: devices for u, devices in messages.items() if self._is_local(u)}
         remote = {u: {d: dict(c) for d, c in devices.items()}
@@ -149,24 +155,32 @@ class ToDevice:
         now = self._clock()
         sender = requester.user_id
 
+        sink = self.remote
+
         def txn(conn: apsw.Connection) -> tuple[bool, _Sent | None]:
             if not td_repo.claim_txn(conn, sender, requester.device_id, event_type, txn_id, now):
                 return False, None  # a retransmission: already delivered
             td_repo.prune_txns(conn, now - TXN_RETENTION_MS)
-            return True, _insert(conn, sender, event_type, encoded)
+            sent = _insert(conn, sender, event_type, encoded)
+            staged = bool(remote) and sink is not None \
+                and sink.stage(conn, sender, event_type, remote)
+            return staged, sent
 
-        fresh, sent = await self._db.write(txn)
+        staged, sent = await self._db.write(txn)
         self._delivered(sent)
-        if fresh and remote and self.remote is not None:
-            self.remote(sender, event_type, remote)
+        if staged and sink is not None:
+            sink.wake()
 
     async def deliver_remote(self, sender: str, event_type: str,
-                             messages: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
-        """Messages from another server's user (EDU m.direct_to_device) for our users."""
+                             messages: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                             claim: Callable[[apsw.Connection], bool] = lambda _: True
+                             ) -> None:
+        """Messages from another server's user (EDU m.direct_to_device) for our users;
+        nothing if `claim`, run in the same transaction, returns False (seen before)."""
         check_event_type(event_type)
         encoded = _encode({u: d for u, d in messages.items() if self._is_local(u)})
         self._delivered(await self._db.write(
-            lambda c: _insert(c, sender, event_type, encoded)))
+            lambda c: _insert(c, sender, event_type, encoded) if claim(c) else None))
 
     def _delivered(self, sent: _Sent | None) -> None:
         if sent is not None:

@@ -4,11 +4,17 @@
 The destinations are the servers with a member joined to a room the user is joined to.
 `stream_id` is the position of the change in our device-list stream (unique per user and
 increasing, as /user/devices/{userId} reports it); `prev_id` is the last `stream_id` we sent
-for the user, remembered in memory: after a restart it is empty, and a receiver that knew
-earlier updates resyncs through /user/devices/{userId}, as the spec says it may.
+for the user. It is remembered in memory; after a restart it is the user's previous recorded
+change instead (no table of its own: a migration would be needed for one). That is the last
+update we sent unless the change before was one we send no `stream_id` for (cross-signing):
+then the receiver sees an unknown `prev_id` and resyncs through /user/devices/{userId}, which
+costs a request but is never wrong.
 
-Not sent yet: updates for deleted devices (the deletion is recorded by a database trigger,
-without a listener that knows the device); receivers learn of it at their next resync.
+Deleted devices (logout, DELETE /devices, deactivation, a replaced dehydrated device) reach
+`on_deleted` through the Sessions deletion listener and go out with `deleted: true`. Their
+`stream_id` is the change the `devices_deleted_changes` trigger recorded. Devices deleted by
+another process (the `trioserver deactivate` admin command) are not announced; receivers
+learn of it at their next resync.
 """
 
 from __future__ import annotations
@@ -71,6 +77,25 @@ class DeviceListSender:
         for server in sorted(destinations):
             self._queue_edu(server, DEVICE_LIST_UPDATE, update)
 
+    async def on_deleted(self, user_id: str, device_ids: list[str]) -> None:
+        """Sessions deletion listener: these devices of a local user were deleted."""
+        if not device_ids or not is_local_user(user_id, self._server_name):
+            return
+        destinations = await self.destinations(user_id)
+        if not destinations:
+            return
+        # The trigger recorded one change per deleted device, in the order they were deleted;
+        # they are the user's latest unless another change raced in (then the IDs are only
+        # off by one, still unique and increasing).
+        positions = await self._db.read(
+            lambda c: keys_repo.recent_changes_of(c, user_id, len(device_ids)))
+        if len(positions) < len(device_ids):
+            return
+        for device_id, position in zip(device_ids, positions, strict=True):
+            update = await self._device_update(user_id, device_id, position)
+            for server in sorted(destinations):
+                self._queue_edu(server, DEVICE_LIST_UPDATE, update)
+
     async def _signing_key_update(self, user_id: str) -> dict[str, Any]:
         cross = await self._db.read(lambda c: keys_repo.cross_signing_keys(c, user_id))
         content: dict[str, Any] = {"user_id": user_id}
@@ -90,7 +115,10 @@ class DeviceListSender:
 
         device, keys = await self._db.read(read)
         previous = self._last_sent.get(user_id)
-        self._last_sent[user_id] = position
+        if previous is None:  # first update since we started
+            previous = await self._db.read(
+                lambda c: keys_repo.change_before(c, user_id, position))
+        self._last_sent[user_id] = max(position, self._last_sent.get(user_id, position))
         update: dict[str, Any] = {
             "user_id": user_id,
             "device_id": device_id,

@@ -13,6 +13,12 @@ Remote device lists are cached in memory. A cached user is dropped when their se
 changes (while no room was shared, their server sent us no updates), and after CACHE_TTL_S
 in any case. An update also records a device-list change for the remote user, so local users
 sharing a room with them see it in /sync `device_lists.changed` and query again.
+
+`m.device_list_update` carries `stream_id` and `prev_id`: we remember the last `stream_id`
+seen per remote user (in memory). An update whose `prev_id` does not name it means we missed
+updates, so the user's whole list is fetched again with GET /user/devices/{userId} and
+replaces the cache ("resync"). Without a remembered ID (first update, or after a restart)
+the cache is just dropped: the next /keys/query asks the server anyway.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import apsw
 import trio
@@ -82,6 +89,7 @@ class RemoteKeys:
         self._client = client
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
+        self._last_stream_id: dict[str, int] = {}  # remote user -> last stream_id seen
 
     def _is_local(self, user_id: str) -> bool:
         return _server_of(user_id) == self._server_name
@@ -272,7 +280,57 @@ class RemoteKeys:
 
     async def on_device_list_update(self, origin: str, content: dict[str, Any]) -> None:
         """EDU m.device_list_update: the user's devices changed on their server."""
-        await self._changed(origin, content.get("user_id"))
+        user_id = content.get("user_id")
+        stream_id = content.get("stream_id")
+        prev_ids = content.get("prev_id")
+        if (isinstance(user_id, str) and _server_of(user_id) == origin
+                and isinstance(stream_id, int) and not isinstance(stream_id, bool)):
+            last = self._last_stream_id.get(user_id)
+            if last is not None and stream_id <= last:
+                return  # seen already (a retried transaction): nothing new
+            gap = last is not None and (not isinstance(prev_ids, list) or last not in prev_ids)
+            self._last_stream_id[user_id] = stream_id
+            if len(self._last_stream_id) > MAX_CACHED_USERS:
+                self._last_stream_id.clear()
+            if gap:
+                await self.resync(origin, user_id)
+                await self._announce(user_id)
+                return
+        await self._changed(origin, user_id)
+
+    async def resync(self, server: str, user_id: str) -> None:
+        """Replace the cached devices of `user_id` with what GET /user/devices says.
+
+        On failure the cache is dropped instead, so the next /keys/query asks again.
+        """
+        self._cache.pop(user_id, None)
+        try:
+            body = await self._client.get_json(
+                server, f"/_matrix/federation/v1/user/devices/{quote(user_id, safe='')}",
+                timeout_s=DEFAULT_TIMEOUT_S)
+        except (FederationUnreachable, FederationRequestError) as e:
+            log.info("resync of %s's devices failed: %s", user_id, e)
+            return
+        if not isinstance(body, dict) or body.get("user_id") != user_id:
+            return
+        devices: dict[str, Any] = {}
+        listed = body.get("devices")
+        for entry in listed if isinstance(listed, list) else ():
+            keys = entry.get("keys") if isinstance(entry, dict) else None
+            if isinstance(keys, dict) and keys.get("user_id") == user_id and \
+                    keys.get("device_id") == entry.get("device_id"):
+                devices[entry["device_id"]] = keys
+        master = body.get("master_key")
+        self_signing = body.get("self_signing_key")
+        self._cache[user_id] = _Cached(
+            self._clock(), devices,
+            master if isinstance(master, dict) and master.get("user_id") == user_id else None,
+            self_signing if isinstance(self_signing, dict)
+            and self_signing.get("user_id") == user_id else None)
+        stream_id = body.get("stream_id")
+        if isinstance(stream_id, int) and not isinstance(stream_id, bool):
+            self._last_stream_id[user_id] = max(stream_id,
+                                                self._last_stream_id.get(user_id, stream_id))
 
     async def on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
         """EDU m.signing_key_update: the user's cross-signing keys changed."""
@@ -282,6 +340,10 @@ class RemoteKeys:
         if not isinstance(user_id, str) or _server_of(user_id) != origin:
             raise MatrixError(400, Codes.INVALID_PARAM, "user_id is not on the origin server")
         self._cache.pop(user_id, None)
+        await self._announce(user_id)
+
+    async def _announce(self, user_id: str) -> None:
+        """Record a device-list change of the remote user: local users see it in /sync."""
         position = await self._db.write(
             lambda c: keys_repo.record_device_list_change(c, user_id))
         await self._e2ee.announce_change(user_id, position)

@@ -38,6 +38,8 @@ BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 600.0
 
 SendTransaction = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
+# (destination, the EDUs of a transaction it acknowledged), for EDUs persisted elsewhere.
+EduAckListener = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
 
 
 CATCH_UP_LIMIT = 1000
@@ -64,6 +66,7 @@ class FederationSender:
         self._nursery: trio.Nursery | None = None
         self._txn_ids = itertools.count()
         self._boot = int(time.time() * 1000)
+        self.edu_ack_listeners: list[EduAckListener] = []
 
     def on_event(self, event: Event, stream_ordering: int) -> None:
         """Appender listener: queue our own events (never relay other servers' events)."""
@@ -101,7 +104,8 @@ class FederationSender:
     def queue_edu(self, destination: str, edu_type: str, content: dict[str, Any]) -> None:
         """Send an EDU (typing, receipt, presence, device list update, to-device) with the
         destination's next transaction. EDUs are not kept across restarts; the streams they
-        belong to (to-device, device lists) have their own catch-up."""
+        belong to (to-device, device lists) have their own catch-up: `edu_ack_listeners`
+        hear which EDUs a destination acknowledged."""
         if self._nursery is None or destination == self._server_name:
             return
         dest = self._destinations.get(destination)
@@ -172,6 +176,8 @@ class FederationSender:
             dest.backing_off = False
             del dest.pending[:len(batch)]
             del dest.edus[:len(edus)]
+            for listener in self.edu_ack_listeners:
+                await listener(destination, edus)
             dest.sent += len(batch)
             acked = max((ordering for ordering, _ in batch), default=0)
             if self._db is not None and acked > 0:

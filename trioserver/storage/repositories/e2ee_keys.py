@@ -125,6 +125,20 @@ def latest_change_of(conn: apsw.Connection, user_id: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def recent_changes_of(conn: apsw.Connection, user_id: str, count: int) -> list[int]:
+    """The positions of the user's last `count` device-list changes, oldest first."""
+    cur = conn.execute("SELECT stream_id FROM device_list_changes WHERE user_id = ?"
+                       " ORDER BY stream_id DESC LIMIT ?", (user_id, count))
+    return sorted(int(stream_id) for (stream_id,) in cur)
+
+
+def change_before(conn: apsw.Connection, user_id: str, position: int) -> int | None:
+    """The position of the user's device-list change just before `position`, if any."""
+    row = conn.execute("SELECT max(stream_id) FROM device_list_changes"
+                       " WHERE user_id = ? AND stream_id < ?", (user_id, position)).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
 def users_with_device_changes(conn: apsw.Connection, after: int, upto: int,
                               among: Iterable[str] | None = None) -> set[str]:
     users = {r[0] for r in conn.execute(
