@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from trioserver.api.client import (
     account,
     account_data,
+    admin,
     dehydrated_devices,
     devices,
     directory,
@@ -29,20 +30,28 @@ from trioserver.api.client import (
     key_backup,
     keys,
     login,
+    login_token,
     media,
     openid,
     presence,
     profile,
     push_rules,
+    pushers,
     receipts,
     register,
+    relations,
     room_events,
     rooms,
+    search,
     sliding_sync,
     status,
+    synapse_admin,
     sync,
+    threepid,
     to_device,
     typing_notifications,
+    user_directory,
+    voip,
 )
 from trioserver.api.federation import events as federation_events
 from trioserver.api.federation import keys as federation_keys
@@ -91,13 +100,19 @@ def create_app(services: Services) -> QuartTrio:
     for module in (health, discovery, register, login, account, devices, profile, rooms,
                    room_events, directory, sync, sliding_sync, status, keys,
                    account_data, typing_notifications, presence, to_device, receipts,
-                   push_rules, key_backup, dehydrated_devices, media, openid, hierarchy):
+                   push_rules, key_backup, dehydrated_devices, media, openid, hierarchy,
+                   relations):
+        app.register_blueprint(module.create_blueprint(services))
+    for module in (pushers, user_directory):
+        app.register_blueprint(module.create_blueprint(services))
+    for module in (admin, login_token, voip, threepid, synapse_admin):
         app.register_blueprint(module.create_blueprint(services))
     for module in (federation_keys, federation_version, federation_rooms, federation_events,
                    federation_keys_e2ee):
         app.register_blueprint(module.create_blueprint(services))
     for module in (federation_media, federation_query):
         app.register_blueprint(module.create_blueprint(services))
+    app.register_blueprint(search.create_blueprint(services))
 
     @app.before_request
     async def _start() -> Response | None:

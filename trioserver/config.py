@@ -10,6 +10,7 @@ import ipaddress
 import os
 import ssl
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,29 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class SupportContact:
+    """One entry of /.well-known/matrix/support `contacts`."""
+
+    role: str
+    matrix_id: str = ""
+    email_address: str = ""
+
+
+@dataclass(frozen=True)
 class WellKnown:
     client_base_url: str = ""
     server: str = ""
+    # /.well-known/matrix/support; both empty: that endpoint answers 404.
+    support_contacts: tuple[SupportContact, ...] = ()
+    support_page: str = ""
+
+
+@dataclass(frozen=True)
+class Voip:
+    # TURN servers handed out by GET /voip/turnServer with coturn `use-auth-secret` credentials.
+    turn_uris: tuple[str, ...] = ()
+    turn_shared_secret: str = ""
+    turn_user_lifetime_s: int = 86400
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,12 @@ class Federation:
 
 
 @dataclass(frozen=True)
+class UserDirectory:
+    # Search every local user, not only those sharing a room or in public rooms.
+    search_all_users: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str = "localhost"
     data_dir: Path = Path("./data")
@@ -164,6 +191,8 @@ class Config:
     tls: Tls = field(default_factory=Tls)
     metrics: Metrics = field(default_factory=Metrics)
     federation: Federation = field(default_factory=Federation)
+    user_directory: UserDirectory = field(default_factory=UserDirectory)
+    voip: Voip = field(default_factory=Voip)
 
     @property
     def listen_host(self) -> str:
@@ -207,6 +236,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "tls": Tls,
     "metrics": Metrics,
     "federation": Federation,
+    "user_directory": UserDirectory,
+    "voip": Voip,
 }
 
 # Every address: what `allow_private_addresses = true` stands for.
@@ -222,8 +253,27 @@ def _coerce_address_list(where: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _coerce_support_contacts(where: str, value: Any) -> tuple[SupportContact, ...]:
+    """A list of { role = "...", matrix_id = "...", email_address = "..." } tables."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of tables")
+    contacts = []
+    for item in value:
+        if (not isinstance(item, dict) or set(item) - {"role", "matrix_id", "email_address"}
+                or not all(isinstance(v, str) for v in item.values())
+                or not item.get("role")
+                or not (item.get("matrix_id") or item.get("email_address"))):
+            raise ConfigError(f"{where}: each contact needs a role and a matrix_id"
+                              " or email_address")
+        contacts.append(SupportContact(**item))
+    return tuple(contacts)
+
+
 # Keys whose values are not read by the default's type.
-_CUSTOM_COERCE = {"federation.allow_private_addresses": _coerce_address_list}
+_CUSTOM_COERCE: dict[str, Callable[[str, Any], Any]] = {
+    "federation.allow_private_addresses": _coerce_address_list,
+    "well_known.support_contacts": _coerce_support_contacts,
+}
 
 
 def _coerce(where: str, value: Any, default: Any) -> Any:
@@ -471,6 +521,19 @@ client_base_url = ""
 # "host:port" served as m.server at /.well-known/matrix/server (federation delegation).
 # Empty: that endpoint answers 404, which tells servers to use the server name on port 8448.
 server = ""
+# Served at /.well-known/matrix/support (404 when both are empty). Contacts are tables:
+# [{{ role = "m.role.admin", matrix_id = "@admin:{server_name}", email_address = "" }}]
+support_contacts = []
+support_page = ""
+
+[voip]
+# TURN URIs for GET /_matrix/client/v3/voip/turnServer, e.g.
+# ["turn:turn.example.org?transport=udp"], and coturn's static-auth-secret (use-auth-secret).
+# Either empty: the endpoint answers {{}}.
+turn_uris = []
+turn_shared_secret = ""
+# Lifetime in seconds of the TURN credentials handed out.
+turn_user_lifetime_s = {d.voip.turn_user_lifetime_s}
 
 [rooms]
 # Room version of new rooms when the client does not ask for one: "10", "11" or "12".
@@ -513,6 +576,11 @@ listen = "{d.tls.listen}"
 pq_only = {str(d.tls.pq_only).lower()}
 # Offer HTTP/2 by ALPN; clients that do not ask for it get HTTP/1.1.
 http2 = {str(d.tls.http2).lower()}
+
+[user_directory]
+# POST /user_directory/search finds users sharing a room with the searcher and members of public
+# rooms; true: every local (non-deactivated) user as well.
+search_all_users = {str(d.user_directory.search_all_users).lower()}
 
 [metrics]
 # Prometheus text at http://<listen>/metrics on its own listener (keep it on loopback or a

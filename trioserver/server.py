@@ -172,6 +172,8 @@ async def main(
             await nursery.start(services.federation_sender.run)
             await nursery.start(services.federated_to_device.run)
             await nursery.start(services.federation_ephemeral.run)
+            await nursery.start(services.search.run)
+            await nursery.start(services.push_delivery.run)
             await nursery.start(systemd_notify.run_watchdog)
             await nursery.start(_wait_for_signal, stop)
             async with trio.open_nursery() as http:

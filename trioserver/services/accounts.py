@@ -21,11 +21,13 @@ from trioserver.identifiers import (
 )
 from trioserver.identifiers import user_id as make_user_id
 from trioserver.services.clock import now_ms
+from trioserver.services.login_tokens import LoginTokens
 from trioserver.services.passwords import PasswordHasher
 from trioserver.services.ratelimit import RateLimiter
 from trioserver.services.sessions import MintedTokens, Requester, Sessions, random_device_id
 from trioserver.services.uia import UIA, StageFailed
 from trioserver.storage.db import Database
+from trioserver.storage.repositories import account_admin as account_admin_repo
 from trioserver.storage.repositories import devices as devices_repo
 from trioserver.storage.repositories import profiles as profiles_repo
 from trioserver.storage.repositories import users as users_repo
@@ -53,6 +55,7 @@ class LoginRequest:
     device_id: str | None
     initial_device_display_name: str | None
     refresh_token: bool
+    token: str | None = None  # m.login.token
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ class Accounts:
         hasher: PasswordHasher,
         uia: UIA,
         limiter: RateLimiter,
+        login_tokens: LoginTokens | None = None,
     ) -> None:
+        self.login_tokens = login_tokens
         self._config = config
         self._db = db
         self._sessions = sessions
@@ -216,6 +221,8 @@ class Accounts:
     async def login(self, req: LoginRequest, *, client_ip: str) -> SessionResult:
         limits = self._config.rate_limits
         self._limiter.check("login", client_ip, limits.login_per_address)
+        if req.login_type == "m.login.token" and self.login_tokens is not None:
+            return await self._login_with_token(req)
         if req.login_type != "m.login.password":
             raise MatrixError(400, Codes.UNKNOWN, "Unknown login type")
         if req.user is None or req.password is None:
@@ -234,6 +241,28 @@ class Accounts:
         if user is None or not ok:
             self._limiter.record("login-fail", uid, limits.login_failures_per_account)
             raise forbidden("Invalid username or password")
+        return await self._start_session(uid, req)
+
+    async def _login_with_token(self, req: LoginRequest) -> SessionResult:
+        """`m.login.token`: a token from POST /v1/login/get_token, good once."""
+        assert self.login_tokens is not None
+        if req.token is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing token")
+        if req.device_id is not None and not is_valid_device_id(req.device_id):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid device_id")
+        uid = self.login_tokens.consume(req.token)
+        if uid is None:
+            raise forbidden("Invalid login token")
+        user = await self._db.read(lambda c: users_repo.get_user(c, uid))
+        if user is None or user.deactivated:
+            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+        return await self._start_session(uid, req)
+
+    async def _start_session(self, uid: str, req: LoginRequest) -> SessionResult:
+        flags = await self._db.read(lambda c: account_admin_repo.get_flags(c, uid))
+        if flags is not None and flags.locked:
+            raise MatrixError(401, Codes.USER_LOCKED, "This account has been locked",
+                              soft_logout=True)
         device_id = req.device_id or random_device_id()
         minted = self._sessions.mint(with_refresh=req.refresh_token)
 
@@ -301,8 +330,23 @@ class Accounts:
             await self._sessions.devices_deleted(requester.user_id, deleted)
 
     async def deactivate(self, requester: Requester) -> None:
-        uid = requester.user_id
+        await self.deactivate_user(requester.user_id)
 
+    async def reset_password(self, uid: str, new_password: str, *, logout_devices: bool) -> None:
+        """An admin's password reset: no UIA, and every device logged out unless asked not."""
+        self.check_password_strength(new_password)
+        new_hash = await self._hasher.hash(new_password)
+
+        def txn(conn: apsw.Connection) -> list[str]:
+            users_repo.set_password_hash(conn, uid, new_hash)
+            return devices_repo.delete_all_devices(conn, uid) if logout_devices else []
+
+        deleted = await self._db.write(txn)
+        if logout_devices:
+            self._sessions.forget_device(uid)
+            await self._sessions.devices_deleted(uid, deleted)
+
+    async def deactivate_user(self, uid: str) -> None:
         def txn(conn: apsw.Connection) -> list[str]:
             deleted = devices_repo.delete_all_devices(conn, uid)
             profiles_repo.delete_profile(conn, uid)

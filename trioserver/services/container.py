@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from trioserver.concurrency import KeyedSerializer, Notifier
 from trioserver.config import Config
+from trioserver.services.account_admin import AccountAdmin
 from trioserver.services.account_data import AccountData
 from trioserver.services.accounts import Accounts
 from trioserver.services.admin_watch import AdminWatch
@@ -33,12 +34,15 @@ from trioserver.services.federation.sender import FederationSender
 from trioserver.services.federation.setup import build_federation
 from trioserver.services.federation.to_device_edu import FederatedToDevice
 from trioserver.services.key_backup import KeyBackup
+from trioserver.services.login_tokens import LoginTokens
 from trioserver.services.media import MediaRepository
 from trioserver.services.openid import OpenIdTokens
 from trioserver.services.passwords import PasswordHasher
 from trioserver.services.presence import Presence
 from trioserver.services.profile import Profiles
 from trioserver.services.push.actions import PushActions
+from trioserver.services.push.delivery import PushDelivery
+from trioserver.services.push.pushers import Pushers
 from trioserver.services.push.service import PushRules
 from trioserver.services.ratelimit import RateLimiter
 from trioserver.services.receipts.service import Receipts
@@ -47,15 +51,18 @@ from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.directory import Directory
 from trioserver.services.rooms.hierarchy import Hierarchy
 from trioserver.services.rooms.reads import RoomReader
+from trioserver.services.rooms.relations import Relations
 from trioserver.services.rooms.remote import RemoteEvents
 from trioserver.services.rooms.service import Rooms
 from trioserver.services.rooms.upgrade import Upgrader
+from trioserver.services.search import Search
 from trioserver.services.sessions import Sessions
 from trioserver.services.sliding_sync.activity import RoomActivity
 from trioserver.services.sliding_sync.engine import SlidingSyncEngine
 from trioserver.services.sliding_sync.extensions import ExtensionsRunner
 from trioserver.services.sliding_sync.room_data import RoomDataBuilder
 from trioserver.services.sliding_sync.room_list import RoomLister
+from trioserver.services.synapse_admin import SynapseAdmin
 from trioserver.services.sync.engine import SyncEngine
 from trioserver.services.sync.filters import Filters
 from trioserver.services.sync.rooms import RoomSyncer
@@ -63,6 +70,7 @@ from trioserver.services.sync.streams import DEVICE_DELETIONS_KEY, StreamSource
 from trioserver.services.to_device import ToDevice
 from trioserver.services.typing_notifications import Typing
 from trioserver.services.uia import UIA
+from trioserver.services.user_directory import UserDirectory
 from trioserver.storage.blob_store import BlobStore
 from trioserver.storage.db import Database
 from trioserver.storage.ttl_store import TTLStore
@@ -100,6 +108,10 @@ class Services:
     receipts: Receipts
     push_rules: PushRules
     push_actions: PushActions
+    pushers: Pushers
+    # Started by server.py: `await nursery.start(services.push_delivery.run)`.
+    push_delivery: PushDelivery
+    user_directory: UserDirectory
     e2ee: E2EEKeys
     cross_signing: CrossSigning
     key_backup: KeyBackup
@@ -130,6 +142,14 @@ class Services:
     remote_queries: RemoteQueries
     # E2EE keys of other servers' users (client /keys/query, /keys/claim) and ours for them.
     remote_keys: RemoteKeys
+    # Started by server.py: indexes events stored before the search index existed.
+    search: Search
+    # Whois, account locking and suspension (spec "Server administration").
+    account_admin: AccountAdmin
+    # The /_synapse/admin subset (users, rooms) for Synapse admin tools.
+    synapse_admin: SynapseAdmin
+    # /relations, /threads and duplicate-reaction checks.
+    relations: Relations
 
 
 def build_services(config: Config, db: Database, ttl: TTLStore,
@@ -142,7 +162,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         concurrency=config.auth.password_hash_concurrency,
     )
     limiter = RateLimiter(ttl, enabled=config.rate_limits.enabled)
-    accounts = Accounts(config, db, sessions, hasher, UIA(ttl), limiter)
+    accounts = Accounts(config, db, sessions, hasher, UIA(ttl), limiter, LoginTokens(ttl))
+    account_admin = AccountAdmin(config.server_name, db, sessions)
     serializer = KeyedSerializer()
     notifier = Notifier()
     room_cache = RoomCache(db)
@@ -153,6 +174,9 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     push_actions = PushActions(server_name=config.server_name, db=db, cache=room_cache,
                                rules=push_rules, unread_position=receipts.unread_position,
                                reader=room_reader)
+    pushers = Pushers(db)
+    push_delivery = PushDelivery(db, room_cache, pushers)
+    push_actions.add_notify_listener(push_delivery.on_notify)
     appender = Appender(server_name=config.server_name, signing_key=signing_key, db=db,
                         cache=room_cache, serializer=serializer, notifier=notifier,
                         commit_hook=push_actions.prepare)
@@ -291,6 +315,10 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         receipts=receipts,
         push_rules=push_rules,
         push_actions=push_actions,
+        pushers=pushers,
+        push_delivery=push_delivery,
+        user_directory=UserDirectory(
+            db, search_all_users=config.user_directory.search_all_users),
         e2ee=e2ee,
         cross_signing=CrossSigning(db, e2ee, accounts),
         key_backup=KeyBackup(db, serializer),
@@ -314,4 +342,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         remote_events=remote_events,
         remote_queries=remote_queries,
         remote_keys=remote_keys,
+        search=Search(db, room_cache, room_reader),
+        account_admin=account_admin,
+        synapse_admin=SynapseAdmin(config, db, sessions, accounts, account_admin),
+        relations=Relations(db, room_cache, room_reader),
     )

@@ -39,6 +39,8 @@ class Requester:
     device_id: str
     is_guest: bool
     token_hash: bytes
+    # Suspended accounts (spec v1.18) may read and leave, not send, join or edit their profile.
+    suspended: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,9 @@ class Sessions:
                     self._cache.popitem(last=False)
         if row.deactivated:
             raise _unknown_token()
+        if row.locked:
+            raise MatrixError(401, Codes.USER_LOCKED, "This account has been locked",
+                              soft_logout=True)
         now = now_ms()
         if row.expires_ts is not None and row.expires_ts <= now and not allow_expired:
             # Expired, not revoked: the client may refresh or log in again to the same device.
@@ -181,7 +186,8 @@ class Sessions:
                 lambda c: devices_repo.touch_device(c, row.user_id, row.device_id, ip,
                                                     user_agent, now)
             )
-        return Requester(row.user_id, row.device_id, row.is_guest, token_hash)
+        return Requester(row.user_id, row.device_id, row.is_guest, token_hash,
+                         suspended=row.suspended)
 
     async def _first_use(self, token_hash: bytes, row: TokenRow) -> None:
         """First use of an access token from a refresh: the refresh token it replaced is revoked."""

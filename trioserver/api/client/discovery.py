@@ -40,14 +40,19 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.route("/_matrix/client/v3/capabilities", methods=["GET"])
     async def capabilities() -> Response:
         """GET /_matrix/client/v3/capabilities (spec: getCapabilities)."""
-        await authenticate(services.sessions, allow_guest=True)
+        requester = await authenticate(services.sessions, allow_guest=True)
+        moderation: dict[str, object] = {}
+        if not requester.is_guest and await services.account_admin.is_admin(requester.user_id):
+            # Omitted for everyone else, as the spec asks when both would be false.
+            moderation["m.account_moderation"] = {"suspend": True, "lock": True}
         return reply({
             "capabilities": {
+                **moderation,
                 "m.change_password": {"enabled": True},
                 "m.set_displayname": {"enabled": True},
                 "m.set_avatar_url": {"enabled": True},
                 "m.3pid_changes": {"enabled": False},
-                "m.get_login_token": {"enabled": False},
+                "m.get_login_token": {"enabled": not requester.is_guest},
                 "m.profile_fields": {"enabled": True},
                 "m.room_versions": {
                     "default": config.rooms.default_room_version,

@@ -20,7 +20,11 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.route("/_matrix/client/v3/login", methods=["GET"])
     async def login_flows() -> Response:
         """GET /_matrix/client/v3/login (spec: getLoginFlows)."""
-        return reply({"flows": [{"type": "m.login.password"}]})
+        return reply({"flows": [
+            {"type": "m.login.password"},
+            # Tokens come from POST /v1/login/get_token on an already signed-in device.
+            {"type": "m.login.token", "get_login_token": True},
+        ]})
 
     @bp.route("/_matrix/client/v3/login", methods=["POST"])
     async def login() -> Response:
@@ -45,6 +49,7 @@ def create_blueprint(services: Services) -> Blueprint:
             device_id=body.opt_str("device_id", max_len=255),
             initial_device_display_name=body.opt_str("initial_device_display_name", max_len=512),
             refresh_token=body.opt_bool("refresh_token"),
+            token=body.opt_str("token", max_len=512),
         )
         result = await accounts.login(req, client_ip=client_ip())
         return reply(session_json(result, server_name))

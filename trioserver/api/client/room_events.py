@@ -82,6 +82,7 @@ def create_blueprint(services: Services) -> Blueprint:
         """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId} (spec: sendMessage)."""
         requester = await authenticate(sessions, allow_guest=True)
         body = await json_body()
+        await services.relations.check_annotation(requester.user_id, event_type, body.raw)
         appended = await rooms.send(requester, room_id, event_type, body.raw, txn_id)
         return reply({"event_id": appended.event.event_id})
 

@@ -9,7 +9,7 @@ sees the counts together with the events and a send costs one commit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,21 @@ class _PendingAction:
     actions: Sequence[Any]
 
 
+@dataclass(frozen=True)
+class Notified:
+    """A committed notification of one event for one local user (handed to push delivery)."""
+
+    user_id: str
+    event: Event
+    highlight: bool
+    actions: Sequence[Any]
+
+
+# Called after a batch with notifications committed: (room ID, state after, notifications).
+# Must not block: it runs in the append path.
+NotifyListener = Callable[[str, StateMap, Sequence[Notified]], None]
+
+
 @dataclass
 class PreparedActions:
     """Push actions of a batch, to be written inside the batch's own transaction."""
@@ -77,6 +92,9 @@ class PreparedActions:
     changed: set[tuple[str, str]] = field(default_factory=set)
     redacted: list[str] = field(default_factory=list)
     position: int | None = None
+    events: Sequence[Event] = ()
+    state_after: StateMap | None = None
+    listeners: Sequence[NotifyListener] = ()
 
     def write(self, conn: apsw.Connection, orderings: Sequence[int]) -> None:
         ts = now_ms()
@@ -90,6 +108,11 @@ class PreparedActions:
     def committed(self) -> None:
         if self.position is not None:
             self.unread_position.advance(self.position)
+        if self.actions and self.listeners and self.state_after is not None:
+            notified = [Notified(a.user_id, self.events[a.event_index], a.highlight, a.actions)
+                        for a in self.actions]
+            for listener in self.listeners:
+                listener(self.room_id, self.state_after, notified)
 
 
 class PushActions:
@@ -101,6 +124,11 @@ class PushActions:
         self._rules = rules
         self._unread_position = unread_position
         self._reader = reader
+        self._notify_listeners: list[NotifyListener] = []
+
+    def add_notify_listener(self, listener: NotifyListener) -> None:
+        """Call `listener` after each committed batch that notified someone."""
+        self._notify_listeners.append(listener)
 
     def _is_local(self, user_id: str) -> bool:
         return is_local_user(user_id, self._server_name)
@@ -127,7 +155,9 @@ class PushActions:
         auth_state = {k: found[state_after[k]] for k in keys if state_after[k] in found}
         levels = notification_levels(auth_state.get(("m.room.power_levels", "")))
 
-        prepared = PreparedActions(room_id, self._unread_position)
+        prepared = PreparedActions(room_id, self._unread_position, events=events,
+                                   state_after=state_after,
+                                   listeners=tuple(self._notify_listeners))
         for index, event in enumerate(events):
             if event.redacts is not None:
                 prepared.redacted.append(event.redacts)

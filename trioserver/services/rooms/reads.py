@@ -10,11 +10,13 @@ import apsw
 
 from trioserver.errors import Codes, MatrixError, forbidden, not_found
 from trioserver.services.events.event import Event
+from trioserver.services.rooms.bundles import bundle
 from trioserver.services.rooms.cache import RoomCache, RoomView
 from trioserver.services.rooms.client_format import client_event
 from trioserver.services.rooms.visibility import Visibility
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import events as events_repo
+from trioserver.storage.repositories import relations as relations_repo
 from trioserver.storage.repositories.events import StoredEvent
 
 MAX_LIMIT = 1000
@@ -113,22 +115,35 @@ class RoomReader:
         found = await self._cache.events(s.event_id for s in stored)
         return [found[s.event_id] for s in stored]
 
-    async def format(self, events: Sequence[Event], device: tuple[str, str] | None = None
-                     ) -> list[dict[str, Any]]:
-        """Client format, with accepted redactions applied; `device` (user, device) gets the
-        transaction IDs of the events it sent itself."""
+    async def format(self, events: Sequence[Event], device: tuple[str, str] | None = None,
+                     user_id: str | None = None) -> list[dict[str, Any]]:
+        """Client format, with accepted redactions applied and bundled aggregations
+        (`unsigned.m.relations`) added; `device` (user, device) gets the transaction IDs of the
+        events it sent itself; `user_id` (default: the device's) is who reads them."""
         ids = [e.event_id for e in events]
+        reader = user_id if user_id is not None else device[0] if device is not None else None
+        # State events are never edited and rarely thread roots: keep member lists cheap.
+        parents = [e.event_id for e in events if e.state_key is None]
 
-        def txn(conn: apsw.Connection) -> tuple[dict[str, str], dict[str, str]]:
+        def txn(conn: apsw.Connection
+                ) -> tuple[dict[str, str], dict[str, str], relations_repo.Aggregations]:
             txn_ids = events_repo.txn_ids_for_device(conn, device[0], device[1], ids) \
                 if device is not None else {}
-            return events_repo.redactions_of(conn, ids), txn_ids
+            return (events_repo.redactions_of(conn, ids), txn_ids,
+                    relations_repo.aggregations(conn, parents, reader))
 
-        redactions, txn_ids = await self._db.read(txn)
+        redactions, txn_ids, found = await self._db.read(txn)
         because = await self._cache.events(redactions.values())
-        return [client_event(e, redacted_because=because.get(redactions.get(e.event_id, "")),
-                             txn_id=txn_ids.get(e.event_id))
-                for e in events]
+        bundled = await bundle([e for e in events if e.event_id not in redactions], found,
+                               self._cache.events, reader)
+        out = [client_event(e, redacted_because=because.get(redactions.get(e.event_id, "")),
+                            txn_id=txn_ids.get(e.event_id))
+               for e in events]
+        for formatted in out:
+            relations = bundled.get(formatted["event_id"])
+            if relations is not None:
+                formatted.setdefault("unsigned", {})["m.relations"] = relations
+        return out
 
     async def membership(self, view: RoomView, user_id: str) -> str | None:
         event_id = view.state.get(("m.room.member", user_id))
@@ -237,6 +252,10 @@ class RoomReader:
     async def joined_rooms(self, user_id: str) -> list[str]:
         return await self._db.read(
             lambda c: events_repo.rooms_with_membership(c, user_id, "join"))
+
+    async def require_history_access(self, view: RoomView, user_id: str) -> None:
+        """Members (past or present) and anyone in a world_readable room may read history."""
+        await self._require_history_access(view, user_id)
 
     async def _require_history_access(self, view: RoomView, user_id: str) -> None:
         if await self.membership(view, user_id) is not None or await self._world_readable(view):

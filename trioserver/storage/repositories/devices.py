@@ -27,6 +27,8 @@ class TokenRow:
     refresh_prev_id: int | None  # set until this token's refresh token retires its predecessor
     is_guest: bool
     deactivated: bool
+    locked: bool = False
+    suspended: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,13 +144,15 @@ def insert_access_token(
 def get_access_token(conn: apsw.Connection, token_hash: bytes) -> TokenRow | None:
     row = conn.execute(
         "SELECT t.user_id, t.device_id, t.expires_ts, t.refresh_token_id, r.prev_id,"
-        " u.is_guest, u.deactivated FROM access_tokens t JOIN users u USING (user_id)"
+        " u.is_guest, u.deactivated, u.locked, u.suspended"
+        " FROM access_tokens t JOIN users u USING (user_id)"
         " LEFT JOIN refresh_tokens r ON r.id = t.refresh_token_id WHERE t.token_hash = ?",
         (token_hash,),
     ).fetchone()
     if row is None:
         return None
-    return TokenRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]), bool(row[6]))
+    return TokenRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]), bool(row[6]),
+                    bool(row[7]), bool(row[8]))
 
 
 def delete_access_token(conn: apsw.Connection, token_hash: bytes) -> None:

@@ -9,6 +9,9 @@ from typing import Any
 import apsw
 import msgpack
 
+from trioserver.storage.repositories import relations as relations_repo
+from trioserver.storage.repositories import search as search_repo
+
 StateMap = dict[tuple[str, str], str]  # (type, state_key) -> event_id
 
 # A new state group is a full snapshot once its delta chain would exceed the state's size
@@ -145,6 +148,9 @@ def insert_event(
          state_before, state_after, encode_pdu(pdu)),
     ).fetchone()
     assert row is not None
+    relations_repo.record(conn, int(row[0]), event_id, room_id, pdu)
+    search_repo.index_event(conn, int(row[0]), event_id, room_id, event_type, sender,
+                            origin_server_ts, pdu)  # in the same transaction as the event
     return int(row[0])
 
 
@@ -160,6 +166,9 @@ def insert_backfilled_event(conn: apsw.Connection, stream_ordering: int, event_i
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (stream_ordering, event_id, room_id, event_type, state_key, sender, depth,
          origin_server_ts, state_group, state_group, encode_pdu(pdu)))
+    relations_repo.record(conn, stream_ordering, event_id, room_id, pdu)
+    search_repo.index_event(conn, stream_ordering, event_id, room_id, event_type, sender,
+                            origin_server_ts, pdu)
 
 
 def oldest_event(conn: apsw.Connection, room_id: str) -> StoredEvent | None:
@@ -379,6 +388,7 @@ def forward_extremities(conn: apsw.Connection, room_id: str) -> list[str]:
 def add_redaction(conn: apsw.Connection, redacts: str, redaction_id: str) -> None:
     conn.execute("INSERT OR IGNORE INTO redactions (redacts, redaction_id) VALUES (?, ?)",
                  (redacts, redaction_id))
+    search_repo.unindex_event(conn, redacts)  # a redacted event's text is gone
 
 
 def redactions_of(conn: apsw.Connection, event_ids: Iterable[str]) -> dict[str, str]:

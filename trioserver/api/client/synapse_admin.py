@@ -1,0 +1,121 @@
+"""A Synapse-compatible admin API subset under /_synapse/admin (admins only, else 403)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from trioserver.api.http import authenticate, json_body, reply
+from trioserver.errors import Codes, MatrixError
+from trioserver.services.container import Services
+from trioserver.services.synapse_admin import UserChange, UserQuery
+from trioserver.storage.repositories.account_admin import AdminUserRow
+from trioserver.storage.repositories.admin_rooms import AdminRoomRow
+
+PREFIX = "/_synapse/admin"
+
+
+def _int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise MatrixError(400, Codes.INVALID_PARAM, f"Query parameter {name!r} must be a"
+                          " non-negative integer")
+    return int(raw)
+
+
+def _bool_arg(name: str, default: bool) -> bool:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if raw not in ("true", "false"):
+        raise MatrixError(400, Codes.INVALID_PARAM, f"Query parameter {name!r} must be a boolean")
+    return raw == "true"
+
+
+def _user_json(u: AdminUserRow) -> dict[str, Any]:
+    return {"name": u.user_id, "admin": u.is_admin, "is_guest": u.is_guest,
+            "deactivated": u.deactivated, "locked": u.locked, "suspended": u.suspended,
+            "displayname": u.displayname, "creation_ts": u.created_ts, "user_type": None,
+            "shadow_banned": False, "erased": False}
+
+
+def _room_json(r: AdminRoomRow) -> dict[str, Any]:
+    return {"room_id": r.room_id, "version": r.version, "creator": r.creator,
+            "creation_ts": r.created_ts, "public": r.public, "joined_members": r.joined_members,
+            "joined_local_members": r.joined_local_members, "state_events": r.state_events}
+
+
+def _opt_bool(body: Any, name: str) -> bool | None:
+    return body.opt_bool(name) if name in body else None
+
+
+def create_blueprint(services: Services) -> Blueprint:
+    bp = Blueprint("synapse_admin", __name__)
+    sessions = services.sessions
+    admin = services.synapse_admin
+
+    @bp.route(f"{PREFIX}/v2/users", methods=["GET"])
+    async def list_users() -> Response:
+        """GET /_synapse/admin/v2/users (Synapse admin API: list accounts, paged by `from`)."""
+        requester = await authenticate(sessions)
+        offset, limit = _int_arg("from", 0), _int_arg("limit", 100)
+        users, total = await admin.list_users(requester, UserQuery(
+            offset=offset, limit=limit, guests=_bool_arg("guests", True),
+            deactivated=_bool_arg("deactivated", False), name=request.args.get("name")))
+        out: dict[str, Any] = {"users": [_user_json(u) for u in users], "total": total}
+        if offset + len(users) < total:
+            out["next_token"] = str(offset + len(users))
+        return reply(out)
+
+    @bp.route(f"{PREFIX}/v2/users/<user_id>", methods=["GET"])
+    async def get_user(user_id: str) -> Response:
+        """GET /_synapse/admin/v2/users/{userId} (Synapse admin API: query user account)."""
+        requester = await authenticate(sessions)
+        row = await admin.get_user(requester, user_id)
+        return reply({**_user_json(row), "threepids": [], "external_ids": []})
+
+    @bp.route(f"{PREFIX}/v2/users/<user_id>", methods=["PUT"])
+    async def put_user(user_id: str) -> Response:
+        """PUT /_synapse/admin/v2/users/{userId}: password, admin, locked, deactivated."""
+        requester = await authenticate(sessions)
+        body = await json_body()
+        change = UserChange(
+            password=body.opt_str("password", max_len=4096),
+            logout_devices=body.opt_bool("logout_devices", default=True),
+            deactivated=_opt_bool(body, "deactivated"), admin=_opt_bool(body, "admin"),
+            locked=_opt_bool(body, "locked"))
+        row = await admin.change_user(requester, user_id, change)
+        return reply({**_user_json(row), "threepids": [], "external_ids": []})
+
+    @bp.route(f"{PREFIX}/v1/rooms", methods=["GET"])
+    async def list_rooms() -> Response:
+        """GET /_synapse/admin/v1/rooms (Synapse admin API: list rooms, paged by `from`)."""
+        requester = await authenticate(sessions)
+        offset, limit = _int_arg("from", 0), _int_arg("limit", 100)
+        rooms, total = await admin.list_rooms(requester, offset=offset, limit=limit)
+        out: dict[str, Any] = {"rooms": [_room_json(r) for r in rooms], "offset": offset,
+                               "total_rooms": total}
+        if offset + len(rooms) < total:
+            out["next_batch"] = offset + len(rooms)
+        return reply(out)
+
+    @bp.route(f"{PREFIX}/v1/rooms/<room_id>/members", methods=["GET"])
+    async def room_members(room_id: str) -> Response:
+        """GET /_synapse/admin/v1/rooms/{roomId}/members (Synapse admin API)."""
+        requester = await authenticate(sessions)
+        members = await admin.room_members(requester, room_id)
+        return reply({"members": members, "total": len(members)})
+
+    @bp.route(f"{PREFIX}/v1/registration_tokens", methods=["GET"])
+    async def registration_tokens() -> Response:
+        """GET /_synapse/admin/v1/registration_tokens: the config's tokens, read-only."""
+        requester = await authenticate(sessions)
+        tokens = await admin.registration_tokens(requester)
+        return reply({"registration_tokens": [
+            {"token": t, "uses_allowed": None, "pending": 0, "completed": 0, "expiry_time": None}
+            for t in tokens]})
+
+    return bp
