@@ -127,3 +127,43 @@ async def test_registration_tokens_read_only(http: httpx.AsyncClient,
                        headers=bearer(admin["access_token"]))
     assert r.status_code == 200, r.text
     assert r.json() == {"registration_tokens": []}
+
+
+async def test_delete_room_and_purge_media(http: httpx.AsyncClient,
+                                           server: ServerProcess) -> None:
+    admin = await _admin(http, server)
+    h = bearer(admin["access_token"])
+    owner = await register(http, unique("owner"))
+    member = await register(http, unique("member"))
+    room = await create_room(http, owner["access_token"], preset="public_chat",
+                             visibility="public", room_alias_name=unique("doomed"))
+    await join_room(http, member["access_token"], room)
+    # Non-admins cannot.
+    assert_error(await http.delete(f"{ROOMS}/{quote(room)}", headers=bearer(
+        owner["access_token"])), 403, "M_FORBIDDEN")
+    r = await http.delete(f"{ROOMS}/{quote(room)}", headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body["kicked_users"]) == {owner["user_id"], member["user_id"]}
+    assert len(body["local_aliases"]) == 1
+    joined = await http.get("/_matrix/client/v3/joined_rooms",
+                            headers=bearer(member["access_token"]))
+    assert room not in joined.json()["joined_rooms"]
+    public = await http.get("/_matrix/client/v3/publicRooms")
+    assert room not in [c["room_id"] for c in public.json()["chunk"]]
+    assert_error(await http.delete(f"{ROOMS}/!nowhere:localhost", headers=h), 404,
+                 "M_NOT_FOUND")
+    # Media purge by date (everything uploaded until now), admins only.
+    up = await http.post("/_matrix/media/v3/upload", content=b"old bytes",
+                         headers={**h, "Content-Type": "text/plain"})
+    media_id = up.json()["content_uri"].rsplit("/", 1)[1]
+    assert_error(await http.post("/_synapse/admin/v1/media/delete",
+                                 params={"before_ts": "99999999999999"},
+                                 headers=bearer(owner["access_token"])), 403, "M_FORBIDDEN")
+    r = await http.post("/_synapse/admin/v1/media/delete",
+                        params={"before_ts": "99999999999999"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["total"] >= 1
+    gone = await http.get(f"/_matrix/client/v1/media/download/localhost/{media_id}",
+                          headers=h)
+    assert gone.status_code == 404

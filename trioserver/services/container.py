@@ -291,6 +291,9 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         config.server_name, db, room_servers, federation_sender.queue_edu)
     e2ee.change_listeners.append(device_list_sender.on_change)
     sessions.add_deletion_listener(device_list_sender.on_deleted)
+    synapse_admin = SynapseAdmin(config, db, sessions, accounts, account_admin)
+    synapse_admin.rooms = appender
+    synapse_admin.blobs = blobs
     return Services(
         config=config,
         db=db,
@@ -344,6 +347,6 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         remote_keys=remote_keys,
         search=Search(db, room_cache, room_reader),
         account_admin=account_admin,
-        synapse_admin=SynapseAdmin(config, db, sessions, accounts, account_admin),
+        synapse_admin=synapse_admin,
         relations=Relations(db, room_cache, room_reader),
     )

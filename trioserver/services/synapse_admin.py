@@ -6,16 +6,25 @@ members). Every call needs a server admin; registration tokens are config-only a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import apsw
+import trio
 
 from trioserver.config import Config
 from trioserver.errors import Codes, MatrixError, not_found
 from trioserver.identifiers import split_user_id
 from trioserver.services.account_admin import AccountAdmin
 from trioserver.services.accounts import Accounts
+from trioserver.services.rooms.appender import Appender, Draft
 from trioserver.services.sessions import Requester, Sessions
+from trioserver.storage.blob_store import BlobStore
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import account_admin as users_admin_repo
 from trioserver.storage.repositories import admin_rooms as rooms_repo
+from trioserver.storage.repositories import events as events_repo
+from trioserver.storage.repositories import media as media_repo
+from trioserver.storage.repositories import rooms as directory_repo
 from trioserver.storage.repositories import users as users_repo
 from trioserver.storage.repositories.account_admin import AdminUserRow
 from trioserver.storage.repositories.admin_rooms import AdminRoomRow
@@ -51,6 +60,9 @@ class SynapseAdmin:
         self._sessions = sessions
         self._accounts = accounts
         self._admin = account_admin
+        # Set by the composition root (room deletion and media purge need them).
+        self.rooms: Appender | None = None
+        self.blobs: BlobStore | None = None
 
     async def list_users(self, requester: Requester, q: UserQuery
                          ) -> tuple[list[AdminUserRow], int]:
@@ -107,6 +119,53 @@ class SynapseAdmin:
         if not await self._db.read(lambda c: rooms_repo.room_exists(c, room_id)):
             raise not_found("Room not found")
         return await self._db.read(lambda c: rooms_repo.joined_members(c, room_id))
+
+    async def delete_room(self, requester: Requester, room_id: str) -> dict[str, Any]:
+        """Synapse's DELETE /v1/rooms/{roomId}: every local member leaves (a leave event in
+        their name), the room leaves the directory and loses its local aliases. The room's
+        history stays (there is no purge)."""
+        await self._admin.require_admin(requester)
+        if self.rooms is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Room deletion is not available")
+        if not await self._db.read(lambda c: rooms_repo.room_exists(c, room_id)):
+            raise not_found("Room not found")
+        suffix = f":{self._config.server_name}"
+        members = await self._db.read(lambda c: events_repo.members(c, room_id))
+        kicked, failed = [], []
+        for user_id, membership, _ in members:
+            if not user_id.endswith(suffix) or membership not in ("join", "invite", "knock"):
+                continue
+            try:
+                await self.rooms.append(room_id, Draft("m.room.member", user_id,
+                                                       {"membership": "leave"},
+                                                       state_key=user_id))
+                kicked.append(user_id)
+            except MatrixError:
+                failed.append(user_id)
+
+        def unlist(conn: apsw.Connection) -> list[str]:
+            directory_repo.set_published(conn, room_id, False)
+            aliases: list[str] = directory_repo.aliases_of_room(conn, room_id)
+            for alias in aliases:
+                directory_repo.delete_alias(conn, alias)
+            return aliases
+
+        aliases = await self._db.write(unlist)
+        return {"kicked_users": kicked, "failed_to_kick_users": failed,
+                "local_aliases": aliases, "new_room_id": None}
+
+    async def delete_media_before(self, requester: Requester, before_ts: int) -> int:
+        """Synapse's POST /v1/media/delete?before_ts=: local media created before then."""
+        await self._admin.require_admin(requester)
+        if self.blobs is None:
+            return 0
+        deleted: int = await self._db.write(
+            lambda c: media_repo.delete_created_before(c, before_ts))
+        referenced = await self._db.read(media_repo.referenced_hashes)
+        blobs = self.blobs
+        await trio.to_thread.run_sync(lambda: blobs.sweep(referenced.__contains__,
+                                                           grace_s=3600.0))
+        return deleted
 
     async def registration_tokens(self, requester: Requester) -> tuple[str, ...]:
         await self._admin.require_admin(requester)

@@ -109,6 +109,24 @@ def create_blueprint(services: Services) -> Blueprint:
         members = await admin.room_members(requester, room_id)
         return reply({"members": members, "total": len(members)})
 
+    @bp.route(f"{PREFIX}/v1/rooms/<room_id>", methods=["DELETE"])
+    async def delete_room(room_id: str) -> Response:
+        """DELETE /_synapse/admin/v1/rooms/{roomId}: local members leave, the room is unlisted
+        and loses its local aliases (no purge of history)."""
+        requester = await authenticate(sessions)
+        await json_body(optional=True)
+        return reply(await admin.delete_room(requester, room_id))
+
+    @bp.route(f"{PREFIX}/v1/media/delete", methods=["POST"])
+    async def delete_media() -> Response:
+        """POST /_synapse/admin/v1/media/delete?before_ts=: local media created before then."""
+        requester = await authenticate(sessions)
+        before = request.args.get("before_ts")
+        if before is None or not before.isdigit():
+            raise MatrixError(400, Codes.MISSING_PARAM, "before_ts (ms) is required")
+        total = await admin.delete_media_before(requester, int(before))
+        return reply({"deleted_media": [], "total": total})
+
     @bp.route(f"{PREFIX}/v1/registration_tokens", methods=["GET"])
     async def registration_tokens() -> Response:
         """GET /_synapse/admin/v1/registration_tokens: the config's tokens, read-only."""
