@@ -91,6 +91,9 @@ def _http_error(e: HTTPException) -> MatrixError:
 
 def create_app(services: Services) -> QuartTrio:
     app = QuartTrio("trioserver")
+    # Identifiers in paths (device IDs, keys in base64) may begin or end with '/', which
+    # arrives percent-encoded; merging the decoded "//" would redirect instead of routing.
+    app.url_map.merge_slashes = False
     app.request_class = media_aware_request(media.UPLOAD_PATHS,
                                             services.config.media.max_upload_size)
     app.asgi_http_class = BackPressureHTTPConnection

@@ -224,3 +224,18 @@ async def test_malformed_bodies(alice: User) -> None:
     # An empty body is allowed (next_batch is optional).
     r = await post(events_path(device_id), headers=alice.auth)
     assert r.status_code == 200, r.text
+
+
+
+async def test_device_ids_with_slashes_route(alice: User) -> None:
+    """Dehydrated device IDs are Curve25519 keys in base64, which may contain '/': the
+    percent-encoded path must route, and never be "merged" into a redirect."""
+    for device_id in ("ends-with-slash/", "in//the/middle"):
+        assert_error(await alice.events(device_id), 404, "M_NOT_FOUND")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "werkzeug's path converter cannot match a segment that begins with '/'; such an ID "
+    "(1 key in 64) gets 404 M_UNRECOGNIZED (no longer a 308 redirect)"))
+async def test_device_id_beginning_with_a_slash(alice: User) -> None:
+    assert_error(await alice.events("/starts-with-slash"), 404, "M_NOT_FOUND")
