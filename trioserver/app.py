@@ -21,6 +21,7 @@ from trioserver.api.client import (
     account,
     account_data,
     admin,
+    appservice,
     dehydrated_devices,
     devices,
     directory,
@@ -116,6 +117,7 @@ def create_app(services: Services) -> QuartTrio:
     for module in (federation_media, federation_query):
         app.register_blueprint(module.create_blueprint(services))
     app.register_blueprint(search.create_blueprint(services))
+    app.register_blueprint(appservice.create_blueprint(services))
 
     @app.before_request
     async def _start() -> Response | None:

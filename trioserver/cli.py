@@ -9,6 +9,7 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-rate-limits", action="store_true", help="turn rate limits off")
     serve.add_argument("--metrics-listen", metavar="HOST:PORT",
                        help='metrics listener (127.0.0.1:9008; "" turns it off)')
+    serve.add_argument("--appservice-registration", action="append", default=[], metavar="FILE",
+                       help="an application-service registration YAML file (repeatable)")
+
+    check_as = sub.add_parser("check-appservice",
+                              help="validate application-service registration files")
+    check_as.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     gen = sub.add_parser("generate-config", help="print a complete, commented TOML config")
     gen.add_argument("--server-name", metavar="NAME", default="localhost")
@@ -118,8 +125,31 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _check_appservices(files: list[Path]) -> int:
+    from trioserver.services.appservice.registration import (
+        RegistrationError,
+        load_registrations,
+        summary,
+    )
+
+    try:
+        regs = load_registrations(files)
+    except RegistrationError as e:
+        print(f"trioserver: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(summary(r) for r in regs))
+    return 0
+
+
 def _serve(config: Config) -> int:
     from trioserver.net.serve import ListenError
+    from trioserver.services.appservice.registration import RegistrationError, load_registrations
+
+    try:
+        load_registrations(config.appservice_registrations)  # refuse bad files before binding
+    except RegistrationError as e:
+        print(f"trioserver: configuration error: {e}", file=sys.stderr)
+        return 2
     from trioserver.net.tls_context import TLSSetupError
     from trioserver.server import configure_logging, main
     from trioserver.services.events.signing import SigningKeyError
@@ -192,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "check-appservice":
+        return _check_appservices(args.files)
     try:
         if args.command == "generate-config":
             config = load(None, overrides={"server_name": args.server_name}, environ={})
@@ -202,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trioserver: configuration error: {e}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        return _serve(config)
+        extra = tuple(str(f) for f in args.appservice_registration)
+        return _serve(replace(config, appservice_registrations=(
+            config.appservice_registrations + extra)))
     if args.command == "media":
         from trioserver.media_admin import run_media_command
 

@@ -193,6 +193,8 @@ class Config:
     federation: Federation = field(default_factory=Federation)
     user_directory: UserDirectory = field(default_factory=UserDirectory)
     voip: Voip = field(default_factory=Voip)
+    # Application-service registration YAML files (spec: Application Service API, Registration).
+    appservice_registrations: tuple[str, ...] = ()
 
     @property
     def listen_host(self) -> str:
@@ -486,6 +488,11 @@ shutdown_grace_s = {d.shutdown_grace_s}
 
 # Largest request body accepted by JSON endpoints; larger bodies get 413 M_TOO_LARGE.
 max_request_body_bytes = {d.max_request_body_bytes}
+
+# Application services (bridges, bots): paths of their registration YAML files (id, url,
+# as_token, hs_token, sender_localpart, namespaces). `trioserver check-appservice FILE` checks
+# one; `serve --appservice-registration FILE` adds more. Read at start-up only.
+appservice_registrations = []
 
 [registration]
 # Anyone may register an account with POST /_matrix/client/v3/register.

@@ -109,6 +109,7 @@ async def authenticate(
         ip=client_ip(),
         user_agent=request.headers.get("User-Agent"),
         allow_expired=allow_expired,
+        query=lambda name: request.args.get(name),  # parsed only for as_tokens
     )
     annotate(request.scope, USER_KEY, requester.user_id)  # for the access log
     if requester.is_guest and not allow_guest:

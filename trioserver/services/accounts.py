@@ -7,7 +7,7 @@ import secrets
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
@@ -31,6 +31,10 @@ from trioserver.storage.repositories import account_admin as account_admin_repo
 from trioserver.storage.repositories import devices as devices_repo
 from trioserver.storage.repositories import profiles as profiles_repo
 from trioserver.storage.repositories import users as users_repo
+
+if TYPE_CHECKING:
+    from trioserver.services.appservice.registration import Registration
+    from trioserver.services.appservice.registry import AppServices
 
 MAX_PASSWORD_LENGTH = 512
 PASSWORD_FLOWS: list[list[str]] = [["m.login.password"]]
@@ -86,6 +90,8 @@ class Accounts:
         self._uia = uia
         self._limiter = limiter
         self._limits = config.rate_limits
+        # Set by the composition root: exclusive namespaces refuse normal registrations.
+        self.appservices: AppServices | None = None
 
     @property
     def server_name(self) -> str:
@@ -107,7 +113,14 @@ class Accounts:
             raise MatrixError(400, Codes.INVALID_PARAM, "Password is too long")
 
     async def check_username_available(self, username: str) -> None:
-        await self._ensure_free(self._local_user_id(username))
+        uid = self._local_user_id(username)
+        self._ensure_not_exclusive(uid)
+        await self._ensure_free(uid)
+
+    def _ensure_not_exclusive(self, uid: str) -> None:
+        if self.appservices is not None and self.appservices.is_exclusive_user(uid):
+            raise MatrixError(400, Codes.EXCLUSIVE,
+                              "This user ID is reserved by an application service")
 
     async def _ensure_free(self, uid: str) -> None:
         if await self._db.read(lambda c: users_repo.user_exists(c, uid)):
@@ -147,6 +160,7 @@ class Accounts:
         self._limiter.ensure_available("register", client_ip, self._limits.registration_per_address)
         uid = self._local_user_id(req.username) if req.username is not None else None
         if uid is not None:
+            self._ensure_not_exclusive(uid)
             await self._ensure_free(uid)
         if req.password is not None:
             self.check_password_strength(req.password)
@@ -174,6 +188,32 @@ class Accounts:
         self._limiter.record("register", client_ip, self._limits.registration_per_address)
         return await self._create_account(
             uid, password_hash, is_guest=False,
+            device_id=None if req.inhibit_login else (req.device_id or random_device_id()),
+            display_name=req.initial_device_display_name,
+            with_refresh=req.refresh_token,
+        )
+
+    async def register_appservice_user(
+        self, appservice: Registration, req: RegisterRequest
+    ) -> SessionResult:
+        """POST /register with `m.login.application_service` (no password, no UIA).
+
+        The username must fall in the appservice's user namespace and in no other appservice's
+        exclusive one (spec: M_EXCLUSIVE for both).
+        """
+        if req.username is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'username'")
+        uid = self._local_user_id(req.username)
+        assert self.appservices is not None
+        if not any(n.matches(uid) for n in appservice.users) or (
+                self.appservices.is_exclusive_user(uid, except_for=appservice)):
+            raise MatrixError(400, Codes.EXCLUSIVE,
+                              "User ID is not in the application service's namespace")
+        if req.device_id is not None and not is_valid_device_id(req.device_id):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid device_id")
+        await self._ensure_free(uid)
+        return await self._create_account(
+            uid, None, is_guest=False,
             device_id=None if req.inhibit_login else (req.device_id or random_device_id()),
             display_name=req.initial_device_display_name,
             with_refresh=req.refresh_token,

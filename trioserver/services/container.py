@@ -12,6 +12,9 @@ from trioserver.services.account_admin import AccountAdmin
 from trioserver.services.account_data import AccountData
 from trioserver.services.accounts import Accounts
 from trioserver.services.admin_watch import AdminWatch
+from trioserver.services.appservice.delivery import AppserviceDelivery
+from trioserver.services.appservice.registration import load_registrations
+from trioserver.services.appservice.registry import AppServices
 from trioserver.services.cross_signing import CrossSigning
 from trioserver.services.dehydrated_devices import DehydratedDevices
 from trioserver.services.devices import Devices
@@ -150,6 +153,10 @@ class Services:
     synapse_admin: SynapseAdmin
     # /relations, /threads and duplicate-reaction checks.
     relations: Relations
+    # Registered application services (read-only after start-up): lookups by token, id, namespace.
+    appservices: AppServices
+    # Started by server.py: events pushed to each appservice, in order, exactly once.
+    appservice_delivery: AppserviceDelivery
 
 
 def build_services(config: Config, db: Database, ttl: TTLStore,
@@ -164,6 +171,10 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     limiter = RateLimiter(ttl, enabled=config.rate_limits.enabled)
     accounts = Accounts(config, db, sessions, hasher, UIA(ttl), limiter, LoginTokens(ttl))
     account_admin = AccountAdmin(config.server_name, db, sessions)
+    appservices = AppServices(config.server_name,
+                              load_registrations(config.appservice_registrations))
+    sessions.appservices = appservices
+    accounts.appservices = appservices
     serializer = KeyedSerializer()
     notifier = Notifier()
     room_cache = RoomCache(db)
@@ -197,6 +208,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     syncer = RoomSyncer(db, room_cache, room_reader)
     activity = RoomActivity(db, room_cache)
     appender.add_event_listener(activity.on_event)
+    appservice_delivery = AppserviceDelivery(db, room_cache, appservices)
+    appender.add_event_listener(appservice_delivery.on_event)
     lister = RoomLister(db, room_cache, activity)
     appender.add_membership_listener(lister.on_membership)
     sliding_sync = SlidingSyncEngine(
@@ -349,4 +362,6 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         account_admin=account_admin,
         synapse_admin=synapse_admin,
         relations=Relations(db, room_cache, room_reader),
+        appservices=appservices,
+        appservice_delivery=appservice_delivery,
     )

@@ -16,6 +16,7 @@ import string
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import apsw
 
@@ -23,7 +24,12 @@ from trioserver.errors import Codes, MatrixError
 from trioserver.services.clock import now_ms
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import devices as devices_repo
+from trioserver.storage.repositories import users as users_repo
 from trioserver.storage.repositories.devices import TokenRow
+
+if TYPE_CHECKING:
+    from trioserver.services.appservice.registration import Registration
+    from trioserver.services.appservice.registry import AppServices
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ class Requester:
     token_hash: bytes
     # Suspended accounts (spec v1.18) may read and leave, not send, join or edit their profile.
     suspended: bool = False
+    # Set when the request used an application service's as_token (identity assertion).
+    appservice_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ class Sessions:
         self._last_touch: dict[tuple[str, str], int] = {}
         self._device_listeners: list[Callable[[str], None]] = []
         self._deletion_listeners: list[Callable[[str, list[str]], Awaitable[None]]] = []
+        # Set by the composition root; as_tokens are checked only on a token-cache miss.
+        self.appservices: AppServices | None = None
 
     def add_device_listener(self, listener: Callable[[str], None]) -> None:
         """Call `listener(user_id)` whenever devices (or tokens) of a user went away."""
@@ -150,16 +160,22 @@ class Sessions:
         ip: str | None = None,
         user_agent: str | None = None,
         allow_expired: bool = False,
+        query: Callable[[str], str | None] | None = None,
     ) -> Requester:
         """Resolve an access token, or raise `401 M_UNKNOWN_TOKEN`.
 
         `allow_expired` accepts a token past its lifetime (logout must work with one).
+        `query` reads the request's query parameters (`user_id`, `device_id`) for an
+        application service's identity assertion.
         """
         token_hash = hash_token(token)
         row = self._cache.get(token_hash)
         if row is not None:
             self._cache.move_to_end(token_hash)
         else:
+            appservice = self.appservices.by_token(token) if self.appservices else None
+            if appservice is not None:
+                return await self._appservice_requester(appservice, token_hash, query)
             generation = self._generation
             row = await self._db.read(lambda c: devices_repo.get_access_token(c, token_hash))
             if row is None:
@@ -188,6 +204,42 @@ class Sessions:
             )
         return Requester(row.user_id, row.device_id, row.is_guest, token_hash,
                          suspended=row.suspended)
+
+    async def _appservice_requester(
+        self,
+        appservice: Registration,
+        token_hash: bytes,
+        query: Callable[[str], str | None] | None,
+    ) -> Requester:
+        """Identity assertion (spec: Application Service API, Client-Server API extensions)."""
+        assert self.appservices is not None
+        sender = self.appservices.sender_of(appservice)
+        user_id = (query("user_id") if query else None) or sender
+        device_id = (query("device_id") or query("org.matrix.msc3202.device_id")
+                     if query else None)
+        if user_id != sender and not appservice.is_interested_in_user(
+                user_id, self.appservices.server_name):
+            raise MatrixError(403, Codes.FORBIDDEN,
+                              "Application service cannot masquerade as this user")
+        if user_id != sender or device_id is not None:
+            uid = user_id
+
+            def lookup(c: apsw.Connection) -> tuple[bool, bool]:
+                user = users_repo.get_user(c, uid)
+                known = user is not None and not user.deactivated
+                device = (devices_repo.get_device(c, uid, device_id)
+                          if known and device_id is not None else None)
+                return known, device is not None
+
+            known, has_device = await self._db.read(lookup)
+            if not known and user_id != sender:
+                raise MatrixError(403, Codes.FORBIDDEN,
+                                  "Application service has not registered this user")
+            if device_id is not None and not has_device:
+                raise MatrixError(400, "M_UNKNOWN_DEVICE", "Unknown device for this user")
+        # No device: operations that need one (one-time keys, to-device) cannot be done.
+        return Requester(user_id, device_id or "", False, token_hash,
+                         appservice_id=appservice.id)
 
     async def _first_use(self, token_hash: bytes, row: TokenRow) -> None:
         """First use of an access token from a refresh: the refresh token it replaced is revoked."""

@@ -28,6 +28,11 @@ def create_blueprint(services: Services) -> Blueprint:
         """PUT /_matrix/client/v3/directory/room/{roomAlias} (spec: setRoomAlias)."""
         requester = await authenticate(sessions)
         body = await json_body()
+        appservices = services.appservices
+        own = appservices.by_id(requester.appservice_id) if requester.appservice_id else None
+        if appservices.is_exclusive_alias(alias, except_for=own):
+            raise MatrixError(400, Codes.EXCLUSIVE, "This alias is reserved by an application"
+                              " service")
         await rooms.create_alias(requester, alias, check_room_id(body.req_str("room_id")))
         return reply({})
 

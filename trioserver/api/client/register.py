@@ -6,7 +6,7 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from trioserver.api.http import client_ip, json_body, reply
+from trioserver.api.http import bearer_token, client_ip, json_body, reply
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.accounts import RegisterRequest, SessionResult
 from trioserver.services.container import Services
@@ -50,6 +50,14 @@ def create_blueprint(services: Services) -> Blueprint:
             refresh_token=body.opt_bool("refresh_token"),
             auth=body.opt_dict("auth"),
         )
+        if body.opt_str("type") == "m.login.application_service":
+            # Application Service API, "Server admin style permissions": the as_token is the
+            # only credential; the user need not exist yet (it is being created).
+            appservice = services.appservices.by_token(bearer_token())
+            if appservice is None:
+                raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unrecognised access token")
+            result = await accounts.register_appservice_user(appservice, req)
+            return reply(session_json(result, server_name))
         result = await accounts.register(req, path=request.path, client_ip=client_ip())
         return reply(session_json(result, server_name))
 

@@ -89,6 +89,12 @@ class Directory:
             raise forbidden("You need a higher power level to publish this room")
         await self._db.write(lambda c: rooms_repo.set_published(c, room_id, visibility == "public"))
 
+    async def set_published_unchecked(self, room_id: str, published: bool) -> None:
+        """Publish or unpublish a known room with no membership or power check (appservices
+        publishing rooms of their network)."""
+        await self._room(room_id)
+        await self._db.write(lambda c: rooms_repo.set_published(c, room_id, published))
+
     async def public_rooms(self, limit: int | None, since: str | None,
                            search: str | None) -> dict[str, Any]:
         room_ids = await self._db.read(rooms_repo.published_rooms)

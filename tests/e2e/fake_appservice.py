@@ -1,0 +1,99 @@
+"""A fake application service for tests: a tiny HTTP/1.1 server on 127.0.0.1 recording each
+PUT /_matrix/app/v1/transactions/{txnId} (and answering queries)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import trio
+
+TXN_PREFIX = "/_matrix/app/v1/transactions/"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    method: str
+    path: str
+    authorization: str
+    body: bytes
+    status: int
+    at: float  # trio.current_time() when it arrived
+
+
+@dataclass
+class FakeAppservice:
+    port: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+    # Statuses to answer transactions with, in order; once used up, 200.
+    answers: list[int] = field(default_factory=list)
+    _arrived: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def accepted(self) -> list[tuple[str, dict[str, Any]]]:
+        """(txn ID, body) of each transaction answered 200, in arrival order."""
+        return [(a.path.removeprefix(TXN_PREFIX), json.loads(a.body)) for a in self.attempts
+                if a.status == 200 and a.path.startswith(TXN_PREFIX)]
+
+    def delivered(self, event_type: str = "m.room.message") -> list[dict[str, Any]]:
+        return [e for _, body in self.accepted() for e in body["events"]
+                if e["type"] == event_type]
+
+    async def wait_for(self, count: int, event_type: str = "m.room.message",
+                       within_s: float = 15) -> list[dict[str, Any]]:
+        with trio.fail_after(within_s):
+            while len(self.delivered(event_type)) < count:
+                await self._arrived.wait()
+                self._arrived = trio.Event()
+        return self.delivered(event_type)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            method, path = lines[0].decode().split(" ")[:2]
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower().decode()] = value.strip().decode()
+            length = int(headers.get("content-length", "0"))
+            while len(body) < length:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                body += chunk
+            status = 200
+            if path.startswith(TXN_PREFIX) and self.answers:
+                status = self.answers.pop(0)
+            self.attempts.append(Attempt(method, path, headers.get("authorization", ""), body,
+                                         status, trio.current_time()))
+            self._arrived.set()
+            payload = b"{}"
+            await stream.send_all(
+                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                + payload)
+
+
+@asynccontextmanager
+async def fake_appservice() -> AsyncIterator[FakeAppservice]:
+    service = FakeAppservice()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, service._handle, 0,
+                                                host="127.0.0.1"))
+        service.port = listeners[0].socket.getsockname()[1]
+        yield service
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,1 @@
+"""Application services (spec: Application Service API): registrations, delivery."""

@@ -1,0 +1,129 @@
+"""appservice_stream, appservice_txns: what each application service was sent, and what is next."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from trioserver.storage.repositories.events import decode_pdu
+
+
+@dataclass(frozen=True)
+class StreamRow:
+    """An event as the interest filter sees it, without its PDU."""
+
+    stream_ordering: int
+    event_id: str
+    room_id: str
+    type: str
+    state_key: str | None
+    sender: str
+
+
+@dataclass(frozen=True)
+class PendingTxn:
+    txn_id: int
+    upto_pos: int
+    body: str  # the JSON body, byte for byte as first sent
+
+
+@dataclass(frozen=True)
+class RoomFacts:
+    """What decides whether a room interests an appservice."""
+
+    aliases: frozenset[str]
+    joined: frozenset[str]
+
+
+def position(conn: apsw.Connection, as_id: str) -> int:
+    """The appservice's last delivered stream position; a new one starts at the current end
+    (it is not sent the history from before it was registered)."""
+    row = conn.execute("SELECT last_pos FROM appservice_stream WHERE as_id = ?",
+                       (as_id,)).fetchone()
+    if row is not None:
+        return int(row[0])
+    end = conn.execute(
+        "SELECT coalesce(max(stream_ordering), 0) FROM events WHERE stream_ordering > 0"
+    ).fetchone()
+    start = int(end[0]) if end is not None else 0
+    conn.execute("INSERT INTO appservice_stream (as_id, last_pos) VALUES (?, ?)",
+                 (as_id, start))
+    return start
+
+
+def advance(conn: apsw.Connection, as_id: str, last_pos: int) -> None:
+    """Skip past events of no interest."""
+    conn.execute("UPDATE appservice_stream SET last_pos = max(last_pos, ?) WHERE as_id = ?",
+                 (last_pos, as_id))
+
+
+def events_after(conn: apsw.Connection, after: int, limit: int) -> list[StreamRow]:
+    """Events with after < stream_ordering, in stream order (backfill has negative orderings
+    and is never delivered)."""
+    return [StreamRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]),
+                      None if r[4] is None else str(r[4]), str(r[5]))
+            for r in conn.execute(
+                "SELECT stream_ordering, event_id, room_id, type, state_key, sender FROM events"
+                " WHERE stream_ordering > ? ORDER BY stream_ordering LIMIT ?",
+                (max(after, 0), limit))]
+
+
+def room_facts(conn: apsw.Connection, room_ids: Iterable[str]) -> dict[str, RoomFacts]:
+    """Each room's local aliases plus its canonical aliases, and its joined members."""
+    out: dict[str, RoomFacts] = {}
+    for room_id in set(room_ids):
+        aliases = {str(a) for (a,) in conn.execute(
+            "SELECT alias FROM room_aliases WHERE room_id = ?", (room_id,))}
+        row = conn.execute(
+            "SELECT e.pdu FROM current_state c JOIN events e ON e.event_id = c.event_id"
+            " WHERE c.room_id = ? AND c.type = 'm.room.canonical_alias' AND c.state_key = ''",
+            (room_id,)).fetchone()
+        if row is not None:
+            content = decode_pdu(bytes(row[0])).get("content")
+            if isinstance(content, dict):
+                aliases.update(_canonical_aliases(content))
+        joined = {str(u) for (u,) in conn.execute(
+            "SELECT state_key FROM current_state WHERE room_id = ? AND type = 'm.room.member'"
+            " AND membership = 'join'", (room_id,))}
+        out[room_id] = RoomFacts(frozenset(aliases), frozenset(joined))
+    return out
+
+
+def _canonical_aliases(content: dict[Any, Any]) -> set[str]:
+    found = {content["alias"]} if isinstance(content.get("alias"), str) else set()
+    alt = content.get("alt_aliases")
+    if isinstance(alt, list):
+        found.update(a for a in alt if isinstance(a, str))
+    return found
+
+
+def pending(conn: apsw.Connection, as_id: str) -> PendingTxn | None:
+    row = conn.execute("SELECT txn_id, upto_pos, body FROM appservice_txns WHERE as_id = ?",
+                       (as_id,)).fetchone()
+    return None if row is None else PendingTxn(int(row[0]), int(row[1]), str(row[2]))
+
+
+def record(conn: apsw.Connection, as_id: str, upto_pos: int, body: dict[str, Any]
+           ) -> PendingTxn:
+    """Number and store the next transaction before it is first sent."""
+    row = conn.execute(
+        "UPDATE appservice_stream SET next_txn = next_txn + 1 WHERE as_id = ?"
+        " RETURNING next_txn - 1", (as_id,)).fetchone()
+    assert row is not None, "position() creates the row first"
+    txn_id = row[0]
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    conn.execute("INSERT INTO appservice_txns (as_id, txn_id, upto_pos, body)"
+                 " VALUES (?, ?, ?, ?)", (as_id, int(txn_id), upto_pos, text))
+    return PendingTxn(int(txn_id), upto_pos, text)
+
+
+def acknowledge(conn: apsw.Connection, as_id: str, txn_id: int) -> None:
+    """The appservice answered 200: move past the transaction's events."""
+    row = conn.execute("DELETE FROM appservice_txns WHERE as_id = ? AND txn_id = ?"
+                       " RETURNING upto_pos", (as_id, txn_id)).fetchone()
+    if row is not None:
+        advance(conn, as_id, int(row[0]))
