@@ -48,6 +48,7 @@ from trioserver.api.client import (
     status,
     synapse_admin,
     sync,
+    thirdparty,
     threepid,
     to_device,
     typing_notifications,
@@ -118,6 +119,7 @@ def create_app(services: Services) -> QuartTrio:
         app.register_blueprint(module.create_blueprint(services))
     app.register_blueprint(search.create_blueprint(services))
     app.register_blueprint(appservice.create_blueprint(services))
+    app.register_blueprint(thirdparty.create_blueprint(services))
 
     @app.before_request
     async def _start() -> Response | None:

@@ -67,6 +67,8 @@ def create_blueprint(services: Services) -> Blueprint:
             raise forbidden("The access token does not belong to this application service")
         body = await json_body(optional=True)
         duration = await ping_appservice(reg, body.opt_str("transaction_id", max_len=255))
+        # It is reachable: transactions held back by a failure back-off go out now.
+        services.appservice_delivery.retry_now(reg.id)
         return reply({"duration_ms": duration})
 
     @bp.route("/_matrix/client/v3/directory/list/appservice/<network_id>/<room_id>",
@@ -75,9 +77,9 @@ def create_blueprint(services: Services) -> Blueprint:
         """PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}
         (spec: updateAppserviceRoomDirectoryVisibility).
 
-        Kept simple: the room's published flag is the one of /directory/list/room (so it shows
-        in /publicRooms), and the network membership is remembered in memory only; per-network
-        /publicRooms filtering (third_party_instance_id) is not done.
+        Records the room on the appservice's list for that network (persisted), separate from
+        the server's own list as in Synapse: /publicRooms shows it with that network's
+        third_party_instance_id ("{appservice id}|{networkId}") or include_all_networks.
         """
         requester = await authenticate(sessions)
         reg = _own_appservice(services, requester)
@@ -86,13 +88,10 @@ def create_blueprint(services: Services) -> Blueprint:
         visibility = body.req_str("visibility")
         if visibility not in ("public", "private"):
             raise MatrixError(400, Codes.INVALID_PARAM, "visibility must be public or private")
-        rooms = services.appservices.network_rooms.setdefault((reg.id, network_id), set())
         # The appservice acts for its network, not as a room member: no power-level check.
-        await services.directory.set_published_unchecked(room_id, visibility == "public")
-        if visibility == "public":
-            rooms.add(room_id)
-        else:
-            rooms.discard(room_id)
+        # An unknown room is 404 M_NOT_FOUND (the list refers to rooms of this server).
+        await services.directory.set_network_published(reg.id, network_id, room_id,
+                                                       visibility == "public")
         return reply({})
 
     return bp

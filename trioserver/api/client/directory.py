@@ -7,6 +7,7 @@ from quart import Blueprint, Response, request
 from trioserver.api.http import authenticate, json_body, reply
 from trioserver.errors import Codes, MatrixError, not_found
 from trioserver.services.container import Services
+from trioserver.services.rooms.directory import network_selection
 from trioserver.services.rooms.service import check_event_id, check_room_id
 
 
@@ -28,11 +29,6 @@ def create_blueprint(services: Services) -> Blueprint:
         """PUT /_matrix/client/v3/directory/room/{roomAlias} (spec: setRoomAlias)."""
         requester = await authenticate(sessions)
         body = await json_body()
-        appservices = services.appservices
-        own = appservices.by_id(requester.appservice_id) if requester.appservice_id else None
-        if appservices.is_exclusive_alias(alias, except_for=own):
-            raise MatrixError(400, Codes.EXCLUSIVE, "This alias is reserved by an application"
-                              " service")
         await rooms.create_alias(requester, alias, check_room_id(body.req_str("room_id")))
         return reply({})
 
@@ -75,7 +71,12 @@ def create_blueprint(services: Services) -> Blueprint:
             await authenticate(sessions, allow_guest=True)  # no relaying for anonymous callers
             return reply(await services.remote_queries.public_rooms(
                 server, limit=limit, since=request.args.get("since"), search=None))
-        return reply(await directory.public_rooms(limit, request.args.get("since"), None))
+        # Not in the spec's GET parameters, but Synapse reads them here too.
+        network, all_networks = network_selection(
+            request.args.get("third_party_instance_id"),
+            request.args.get("include_all_networks") == "true")
+        return reply(await directory.public_rooms(limit, request.args.get("since"), None,
+                                                  network=network, all_networks=all_networks))
 
     @bp.route("/_matrix/client/v3/publicRooms", methods=["POST"])
     async def public_rooms_post() -> Response:
@@ -93,7 +94,10 @@ def create_blueprint(services: Services) -> Blueprint:
         if server not in (None, services.config.server_name):
             return reply(await services.remote_queries.public_rooms(
                 server, limit=limit, since=body.opt_str("since"), search=term))
-        return reply(await directory.public_rooms(limit, body.opt_str("since"), term))
+        network, all_networks = network_selection(body.opt_str("third_party_instance_id"),
+                                              body.opt_bool("include_all_networks"))
+        return reply(await directory.public_rooms(limit, body.opt_str("since"), term,
+                                                  network=network, all_networks=all_networks))
 
     @bp.route("/_matrix/client/v3/rooms/<room_id>/report/<event_id>", methods=["POST"])
     async def report_event(room_id: str, event_id: str) -> Response:

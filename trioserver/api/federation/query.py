@@ -12,6 +12,7 @@ from trioserver.api.http import json_body, reply
 from trioserver.errors import Codes, MatrixError, not_found
 from trioserver.identifiers import split_user_id
 from trioserver.services.container import Services
+from trioserver.services.rooms.directory import network_selection
 
 
 def _required_arg(name: str) -> str:
@@ -66,8 +67,12 @@ def create_blueprint(services: Services) -> Blueprint:
     async def public_rooms_get() -> Response:
         """GET /_matrix/federation/v1/publicRooms (spec: getPublicRooms)."""
         await authenticate_origin(services)
+        network, all_networks = network_selection(
+            request.args.get("third_party_instance_id"),
+            request.args.get("include_all_networks") == "true")
         return reply(await services.directory.public_rooms(
-            _limit(request.args.get("limit")), request.args.get("since"), None))
+            _limit(request.args.get("limit")), request.args.get("since"), None,
+            network=network, all_networks=all_networks))
 
     @bp.route("/_matrix/federation/v1/publicRooms", methods=["POST"])
     async def public_rooms_post() -> Response:
@@ -78,7 +83,10 @@ def create_blueprint(services: Services) -> Blueprint:
         term = flt.get("generic_search_term")
         if term is not None and not isinstance(term, str):
             raise MatrixError(400, Codes.BAD_JSON, "generic_search_term must be a string")
+        network, all_networks = network_selection(body.opt_str("third_party_instance_id"),
+                                                  body.opt_bool("include_all_networks"))
         return reply(await services.directory.public_rooms(
-            _limit(body.raw.get("limit")), body.opt_str("since"), term))
+            _limit(body.raw.get("limit")), body.opt_str("since"), term,
+            network=network, all_networks=all_networks))
 
     return bp

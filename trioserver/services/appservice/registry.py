@@ -19,9 +19,6 @@ class AppServices:
         check_unique(list(self._all))
         self._by_token = {r.as_token: r for r in self._all}
         self._by_id = {r.id: r for r in self._all}
-        # Directory visibility per (appservice, network) set through
-        # PUT /directory/list/appservice/{networkId}/{roomId}; in memory only (see api).
-        self.network_rooms: dict[tuple[str, str], set[str]] = {}
 
     def all(self) -> tuple[Registration, ...]:
         return self._all
@@ -39,6 +36,10 @@ class AppServices:
     def by_id(self, appservice_id: str) -> Registration | None:
         return self._by_id.get(appservice_id)
 
+    def with_protocol(self, protocol: str) -> list[Registration]:
+        """The appservices whose registration lists the third-party protocol."""
+        return [r for r in self._all if protocol in r.protocols]
+
     def sender_of(self, reg: Registration) -> str:
         return reg.sender(self.server_name)
 
@@ -54,3 +55,10 @@ class AppServices:
 
     def is_exclusive_alias(self, alias: str, *, except_for: Registration | None = None) -> bool:
         return any(r.is_exclusive_alias(alias) for r in self._all if r is not except_for)
+
+    def alias_namespaces(self, alias: str, appservice_id: str | None) -> tuple[bool, bool]:
+        """(another appservice holds `alias` exclusively, the requester's appservice - if it is
+        one - has it in its namespace)."""
+        own = self._by_id.get(appservice_id) if appservice_id else None
+        return (self.is_exclusive_alias(alias, except_for=own),
+                own is not None and own.is_interested_in_alias(alias))

@@ -11,6 +11,7 @@ from trioserver.services.events import auth_rules
 from trioserver.services.rooms.cache import RoomCache, RoomView
 from trioserver.services.sessions import Requester
 from trioserver.storage.db import Database
+from trioserver.storage.repositories import appservice_networks as networks_repo
 from trioserver.storage.repositories import rooms as rooms_repo
 
 MAX_PUBLIC_ROOMS_LIMIT = 500
@@ -89,15 +90,35 @@ class Directory:
             raise forbidden("You need a higher power level to publish this room")
         await self._db.write(lambda c: rooms_repo.set_published(c, room_id, visibility == "public"))
 
-    async def set_published_unchecked(self, room_id: str, published: bool) -> None:
-        """Publish or unpublish a known room with no membership or power check (appservices
-        publishing rooms of their network)."""
+    async def set_network_published(self, as_id: str, network_id: str, room_id: str,
+                                    published: bool) -> None:
+        """Publish or unpublish a known room on an appservice's network list. The server's own
+        list (the room's published flag) is left alone, as Synapse does: the two are separate."""
         await self._room(room_id)
-        await self._db.write(lambda c: rooms_repo.set_published(c, room_id, published))
+        await self._db.write(lambda c: networks_repo.set_network_published(
+            c, as_id, network_id, room_id, published))
+
+    async def _listed_room_ids(self, network: tuple[str, str] | None,
+                               all_networks: bool) -> list[str]:
+        if all_networks:
+            def both(c: Any) -> list[str]:
+                local = rooms_repo.published_rooms(c)
+                seen = set(local)
+                return local + [r for r in networks_repo.all_network_rooms(c) if r not in seen]
+            return await self._db.read(both)
+        if network is not None:
+            as_id, network_id = network
+            return await self._db.read(
+                lambda c: networks_repo.network_rooms(c, as_id, network_id))
+        return await self._db.read(rooms_repo.published_rooms)
 
     async def public_rooms(self, limit: int | None, since: str | None,
-                           search: str | None) -> dict[str, Any]:
-        room_ids = await self._db.read(rooms_repo.published_rooms)
+                           search: str | None, *, network: tuple[str, str] | None = None,
+                           all_networks: bool = False) -> dict[str, Any]:
+        """The published rooms: the server's own list; with `network` ((appservice ID, network
+        ID), from a third_party_instance_id) only that network's list; with `all_networks`
+        both, as `include_all_networks` asks (it wins over a third_party_instance_id)."""
+        room_ids = await self._listed_room_ids(network, all_networks)
         chunks = []
         for room_id in room_ids:
             view = await self._cache.room(room_id)
@@ -131,6 +152,25 @@ class Directory:
         await self._room(room_id)
         await self._db.write(lambda c: rooms_repo.insert_report(
             c, room_id, event_id, requester.user_id, reason, score, now_ms()))
+
+
+def parse_instance_id(instance_id: str) -> tuple[str, str]:
+    """(appservice ID, network ID) of a protocol instance's `instance_id`, "as_id|network_id"
+    (the form Synapse uses, so IDs stay the same for clients moving between servers)."""
+    as_id, sep, network_id = instance_id.partition("|")
+    if not sep or not as_id or not network_id or "|" in network_id:
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid third_party_instance_id")
+    return as_id, network_id
+
+
+def network_selection(instance_id: str | None, all_networks: bool
+                      ) -> tuple[tuple[str, str] | None, bool]:
+    """/publicRooms' `network` and `all_networks` from its third_party_instance_id and
+    include_all_networks: the latter wins (the spec allows the former only without it;
+    Synapse ignores it then)."""
+    if all_networks or instance_id is None:
+        return None, all_networks
+    return parse_instance_id(instance_id), False
 
 
 def _encode_since(offset: int) -> str:
