@@ -165,6 +165,8 @@ async def main(
         endpoints = await _endpoints(config, services, metrics)
         async with trio.open_nursery() as nursery:
             await nursery.start(db.run)
+            for user_id in await services.accounts.ensure_appservice_senders():
+                log.info("created the application service sender %s", user_id)
             await nursery.start(ttl.run)
             await nursery.start(services.typing.run)
             await nursery.start(services.presence.run)

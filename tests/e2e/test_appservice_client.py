@@ -49,7 +49,7 @@ async def test_identity_assertion_and_exclusive_namespace(
     srv = server_factory("--open-registration", config_text=(
         f'appservice_registrations = ["{reg}"]\n'))
     async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
-        # The sender needs no account; as_token alone acts as it.
+        # The as_token alone acts as the sender.
         r = await http.get(WHOAMI, headers=AS_AUTH)
         assert r.status_code == 200, r.text
         assert r.json()["user_id"] == "@_bridge_bot:localhost"
@@ -113,6 +113,110 @@ async def test_identity_assertion_and_exclusive_namespace(
         r = await http.post("/_matrix/client/v1/appservice/bridge/ping", json={},
                             headers=AS_AUTH)
         assert_error(r, 400, "M_URL_NOT_SET")
+
+
+async def test_login_sender_account_and_deviceless_requests(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    reg = _registration(tmp_path, None)
+    srv = server_factory("--open-registration", config_text=(
+        f'appservice_registrations = ["{reg}"]\n'))
+    async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+        # The sender's account exists from start-up: it has a profile like any user.
+        r = await http.get("/_matrix/client/v3/profile/@_bridge_bot:localhost")
+        assert r.status_code == 200, r.text
+        assert r.json()["displayname"] == "_bridge_bot"
+        # Acting without a device: whoami names none; key upload needs one.
+        r = await http.get(WHOAMI, headers=AS_AUTH)
+        assert r.json() == {"user_id": "@_bridge_bot:localhost"}
+        r = await http.post("/_matrix/client/v3/keys/upload", headers=AS_AUTH,
+                            json={"one_time_keys": {}})
+        assert_error(r, 400, "M_MISSING_PARAM")
+
+        r = await http.get("/_matrix/client/v3/login")
+        assert {"type": "m.login.application_service"} in r.json()["flows"]
+        assert (await _as_register(http, "_bridge_carol", inhibit_login=True)).status_code == 200
+        login = {"type": "m.login.application_service",
+                 "identifier": {"type": "m.id.user", "user": "_bridge_carol"}}
+        r = await http.post("/_matrix/client/v3/login", json=login, headers=AS_AUTH)
+        assert r.status_code == 200, r.text
+        carol = r.json()
+        assert carol["user_id"] == "@_bridge_carol:localhost"
+        r = await http.get(WHOAMI, headers=bearer(carol["access_token"]))
+        assert r.json()["device_id"] == carol["device_id"]
+        # Outside the namespace; no token; a wrong token; a user never registered.
+        normal = await register(http, unique("plain"))
+        outside = {**login, "identifier": {"type": "m.id.user", "user": normal["user_id"]}}
+        assert_error(await http.post("/_matrix/client/v3/login", json=outside,
+                                     headers=AS_AUTH), 403, "M_EXCLUSIVE")
+        assert_error(await http.post("/_matrix/client/v3/login", json=login), 401,
+                     "M_MISSING_TOKEN")
+        assert_error(await http.post("/_matrix/client/v3/login", json=login,
+                                     headers=bearer(normal["access_token"])), 401,
+                     "M_UNKNOWN_TOKEN")
+        ghost = {**login, "identifier": {"type": "m.id.user", "user": "_bridge_nobody"}}
+        assert_error(await http.post("/_matrix/client/v3/login", json=ghost,
+                                     headers=AS_AUTH), 403, "M_FORBIDDEN")
+
+
+async def test_appservice_device_management_msc4190(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    from nacl.signing import SigningKey
+
+    from tests.e2e.test_cross_signing import cross_key
+
+    reg = _registration(tmp_path, None)
+    srv = server_factory("--open-registration", config_text=(
+        f'appservice_registrations = ["{reg}"]\n'))
+    async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+        assert (await _as_register(http, "_bridge_dora", inhibit_login=True)).status_code == 200
+        dora = {"user_id": "@_bridge_dora:localhost"}
+        path = "/_matrix/client/v3/devices/BRIDGEDEV"
+        # An appservice creates a device for its user (201), then renames it (200).
+        r = await http.put(path, params=dora, json={"display_name": "bridge"}, headers=AS_AUTH)
+        assert r.status_code == 201, r.text
+        r = await http.put(path, params=dora, json={"display_name": "renamed"}, headers=AS_AUTH)
+        assert r.status_code == 200, r.text
+        r = await http.get(WHOAMI, params={**dora, "device_id": "BRIDGEDEV"}, headers=AS_AUTH)
+        assert r.json()["device_id"] == "BRIDGEDEV"
+        r = await http.get(path, params=dora, headers=AS_AUTH)
+        assert r.json()["display_name"] == "renamed"
+        # A normal user may only rename existing devices.
+        normal = await register(http, unique("plain"))
+        r = await http.put(path, json={"display_name": "x"},
+                           headers=bearer(normal["access_token"]))
+        assert_error(r, 404, "M_NOT_FOUND")
+
+        # Cross-signing keys replaced without UIA (a user would be asked for a password).
+        key = SigningKey.generate()
+        first = {"master_key": cross_key(dora["user_id"], "master", key)}
+        r = await http.post("/_matrix/client/v3/keys/device_signing/upload", params=dora,
+                            json=first, headers=AS_AUTH)
+        assert r.status_code == 200, r.text
+        second = {"master_key": cross_key(dora["user_id"], "master", SigningKey.generate())}
+        r = await http.post("/_matrix/client/v3/keys/device_signing/upload", params=dora,
+                            json=second, headers=AS_AUTH)
+        assert r.status_code == 200, r.text
+        own = {"master_key": cross_key(normal["user_id"], "master", SigningKey.generate())}
+        r = await http.post("/_matrix/client/v3/keys/device_signing/upload", json=own,
+                            headers=bearer(normal["access_token"]))
+        assert r.status_code == 200, r.text  # the user's first upload needs no UIA either
+        third = {"master_key": cross_key(normal["user_id"], "master", SigningKey.generate())}
+        r = await http.post("/_matrix/client/v3/keys/device_signing/upload", json=third,
+                            headers=bearer(normal["access_token"]))
+        assert r.status_code == 401
+        assert "flows" in r.json()
+
+        # Deleted without UIA, for the appservice only.
+        r = await http.delete(path, params=dora, headers=AS_AUTH)
+        assert r.status_code == 200, r.text
+        r = await http.get(path, params=dora, headers=AS_AUTH)
+        assert_error(r, 404, "M_NOT_FOUND")
+        r = await http.delete(f"/_matrix/client/v3/devices/{normal['device_id']}",
+                              headers=bearer(normal["access_token"]))
+        assert r.status_code == 401
+        assert "flows" in r.json()
 
 
 async def test_ping(server_factory: ServerFactory, tmp_path: Path) -> None:

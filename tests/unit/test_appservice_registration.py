@@ -114,12 +114,19 @@ def test_duplicate_ids_and_tokens_refused(tmp_path: Path) -> None:
         load_registrations([first, same_token])
 
 
-def test_regexes_match_the_whole_id() -> None:
-    ns = {"users": [{"exclusive": True, "regex": "@_irc_.*:example.org"}]}
+def test_regexes_are_anchored_at_the_start_like_synapse() -> None:
+    ns = {"users": [{"exclusive": True, "regex": "@_irc_.*:example.org"},
+                    {"exclusive": True, "regex": "@telegram_[0-9]+"},
+                    {"exclusive": True, "regex": "^@slack_.*:example\\.org$"}]}
     reg = parse_registration(_data(namespaces=ns))
     assert reg.is_interested_in_user("@_irc_bob:example.org", "example.org")
     assert not reg.is_interested_in_user("@x_irc_bob:example.org", "example.org")
-    assert not reg.is_interested_in_user("@_irc_bob:example.org.evil", "example.org")
+    # A prefix regex without the server part claims the full user ID (as in Synapse).
+    assert reg.is_interested_in_user("@telegram_42:example.org", "example.org")
+    assert not reg.is_interested_in_user("@telegram_x:example.org", "example.org")
+    # An explicitly anchored one is exact.
+    assert reg.is_interested_in_user("@slack_a:example.org", "example.org")
+    assert not reg.is_interested_in_user("@slack_a:example.org.evil", "example.org")
     assert reg.is_interested_in_user("@bridge:example.org", "example.org")  # the sender
 
 

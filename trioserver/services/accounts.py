@@ -7,6 +7,7 @@ import secrets
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import apsw
@@ -205,7 +206,9 @@ class Accounts:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'username'")
         uid = self._local_user_id(req.username)
         assert self.appservices is not None
-        if not any(n.matches(uid) for n in appservice.users) or (
+        # The sender (`sender_localpart`) is the appservice's own user too (bridges register
+        # it at start-up; it exists already, so they get M_USER_IN_USE, which they expect).
+        if not appservice.is_interested_in_user(uid, self.server_name) or (
                 self.appservices.is_exclusive_user(uid, except_for=appservice)):
             raise MatrixError(400, Codes.EXCLUSIVE,
                               "User ID is not in the application service's namespace")
@@ -282,6 +285,44 @@ class Accounts:
             self._limiter.record("login-fail", uid, limits.login_failures_per_account)
             raise forbidden("Invalid username or password")
         return await self._start_session(uid, req)
+
+    async def login_appservice_user(self, appservice: Registration, req: LoginRequest
+                                    ) -> SessionResult:
+        """`m.login.application_service` (spec v1.2+): a new device for a user in the
+        appservice's namespace, authenticated by its as_token alone."""
+        if req.user is None:
+            raise MatrixError(400, Codes.MISSING_PARAM, "Missing identifier")
+        if req.device_id is not None and not is_valid_device_id(req.device_id):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid device_id")
+        try:
+            uid = self._local_user_id(req.user)
+        except MatrixError:
+            raise forbidden("Invalid user") from None
+        if not appservice.is_interested_in_user(uid, self.server_name):
+            raise MatrixError(403, Codes.EXCLUSIVE,
+                              "User is not in the application service's namespace")
+        user = await self._db.read(lambda c: users_repo.get_user(c, uid))
+        if user is None:
+            raise forbidden("Unknown user")
+        if user.deactivated:
+            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+        return await self._start_session(uid, req)
+
+    async def ensure_appservice_senders(self) -> list[str]:
+        """Create each appservice's sender user if it does not exist yet (so it has a profile
+        and can be looked up like any user); returns the ones created."""
+        created: list[str] = []
+        for reg in self.appservices.all() if self.appservices is not None else ():
+            uid = reg.sender(self.server_name)
+            if await self._db.read(partial(users_repo.user_exists, user_id=uid)):
+                continue
+            try:
+                await self._create_account(uid, None, is_guest=False, device_id=None,
+                                           display_name=None, with_refresh=False)
+            except MatrixError:
+                continue  # created meanwhile
+            created.append(uid)
+        return created
 
     async def _login_with_token(self, req: LoginRequest) -> SessionResult:
         """`m.login.token`: a token from POST /v1/login/get_token, good once."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -13,6 +14,7 @@ from trioserver.services.account_data import AccountData
 from trioserver.services.accounts import Accounts
 from trioserver.services.admin_watch import AdminWatch
 from trioserver.services.appservice.delivery import AppserviceDelivery
+from trioserver.services.appservice.queries import query_alias
 from trioserver.services.appservice.registration import load_registrations
 from trioserver.services.appservice.registry import AppServices
 from trioserver.services.cross_signing import CrossSigning
@@ -192,6 +194,9 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
                         cache=room_cache, serializer=serializer, notifier=notifier,
                         commit_hook=push_actions.prepare)
     rooms = Rooms(config, db, room_cache, appender)
+    if appservices:
+        rooms.alias_namespaces = appservices.alias_namespaces
+        rooms.appservice_alias = partial(query_alias, appservices)
     typing = Typing(notifier, room_cache, room_reader)
     appender.add_membership_listener(typing.membership_changed)
     presence = Presence(db, notifier)
@@ -210,6 +215,11 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     appender.add_event_listener(activity.on_event)
     appservice_delivery = AppserviceDelivery(db, room_cache, appservices)
     appender.add_event_listener(appservice_delivery.on_event)
+    if appservice_delivery.wants_ephemeral:
+        typing.add_listener(appservice_delivery.typing_changed)
+        receipts.add_listener(appservice_delivery.receipt_stored)
+        presence.add_listener(appservice_delivery.presence_changed)
+        appservice_delivery.typing_in = typing.typing_in
     lister = RoomLister(db, room_cache, activity)
     appender.add_membership_listener(lister.on_membership)
     sliding_sync = SlidingSyncEngine(

@@ -111,7 +111,7 @@ class CrossSigning:
         unchanged = all(stored.get(t) == k for t, k in new.items())
         if unchanged and "master" in stored:
             return  # Idempotent re-upload: no UIA and nothing to store.
-        if "master" in stored:
+        if "master" in stored and requester.appservice_id is None:  # no UIA for appservices
             await self._accounts.require_password_uia(requester, auth, method=method, path=path)
         first_master = stored.get("master")
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import apsw
+
 from trioserver.errors import not_found
 from trioserver.services.accounts import Accounts
+from trioserver.services.clock import now_ms
 from trioserver.services.sessions import Requester, Sessions
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import devices as devices_repo
@@ -40,12 +43,25 @@ class Devices:
             raise not_found("Device not found")
         return row
 
-    async def rename(self, requester: Requester, device_id: str, display_name: str | None) -> None:
-        updated = await self._db.write(
-            lambda c: devices_repo.set_display_name(c, requester.user_id, device_id, display_name)
-        )
-        if not updated:
+    async def rename(self, requester: Requester, device_id: str, display_name: str | None
+                     ) -> bool:
+        """Rename a device; True when an application service created it instead (spec v1.17,
+        MSC4190: only appservices may create devices this way, for their users)."""
+        user_id = requester.user_id
+        create = requester.appservice_id is not None
+
+        def txn(conn: apsw.Connection) -> bool | None:
+            if devices_repo.set_display_name(conn, user_id, device_id, display_name):
+                return False
+            if create and devices_repo.upsert_device(conn, user_id, device_id, display_name,
+                                                     now_ms()):
+                return True
+            return None
+
+        created = await self._db.write(txn)
+        if created is None:
             raise not_found("Device not found")
+        return created
 
     async def delete(
         self,
@@ -56,8 +72,11 @@ class Devices:
         method: str,
         path: str,
     ) -> None:
-        """Delete devices after UIA; unknown ids are ignored, as the spec allows."""
-        await self._accounts.require_password_uia(requester, auth, method=method, path=path)
+        """Delete devices after UIA (none for application services, spec v1.17); unknown ids
+        are ignored, as the spec allows."""
+        if requester.appservice_id is None:
+            await self._accounts.require_password_uia(requester, auth, method=method,
+                                                      path=path)
         deleted = await self._db.write(
             lambda c: devices_repo.delete_devices(c, requester.user_id, device_ids)
         )

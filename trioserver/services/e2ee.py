@@ -162,6 +162,10 @@ class E2EEKeys:
 
     async def upload(self, requester: Requester, device_keys: Any, one_time_keys: Any,
                      fallback_keys: Any) -> dict[str, int]:
+        if not requester.device_id:
+            # An application service acting without ?device_id= (spec: identity assertion).
+            raise MatrixError(400, Codes.MISSING_PARAM,
+                              "To upload keys, the request must name a device (device_id)")
         up = _Upload(
             self._check_device_keys(requester, device_keys) if device_keys is not None else None,
             self._check_key_map(one_time_keys, "one_time_keys"),

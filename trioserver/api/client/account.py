@@ -19,7 +19,9 @@ def create_blueprint(services: Services) -> Blueprint:
     async def whoami() -> Response:
         """GET /_matrix/client/v3/account/whoami (spec: getTokenOwner)."""
         requester = await authenticate(sessions, allow_guest=True)
-        out: dict[str, Any] = {"user_id": requester.user_id, "device_id": requester.device_id}
+        out: dict[str, Any] = {"user_id": requester.user_id}
+        if requester.device_id:  # an application service may act without a device
+            out["device_id"] = requester.device_id
         if requester.is_guest:
             out["is_guest"] = True
         return reply(out)

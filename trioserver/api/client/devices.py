@@ -41,8 +41,8 @@ def create_blueprint(services: Services) -> Blueprint:
         requester = await authenticate(sessions, allow_guest=True)
         body = await json_body()
         name = body.opt_str("display_name", max_len=512)
-        await devices.rename(requester, _device_id(device_id), name)
-        return reply({})
+        created = await devices.rename(requester, _device_id(device_id), name)
+        return reply({}, status=201 if created else 200)
 
     @bp.route("/_matrix/client/v3/devices/<device_id>", methods=["DELETE"])
     async def delete_device(device_id: str) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response
 
 from trioserver.api.client.register import session_json
-from trioserver.api.http import authenticate, client_ip, json_body, reply
+from trioserver.api.http import authenticate, bearer_token, client_ip, json_body, reply
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.accounts import LoginRequest
 from trioserver.services.container import Services
@@ -20,11 +20,14 @@ def create_blueprint(services: Services) -> Blueprint:
     @bp.route("/_matrix/client/v3/login", methods=["GET"])
     async def login_flows() -> Response:
         """GET /_matrix/client/v3/login (spec: getLoginFlows)."""
-        return reply({"flows": [
+        flows: list[dict[str, object]] = [
             {"type": "m.login.password"},
             # Tokens come from POST /v1/login/get_token on an already signed-in device.
             {"type": "m.login.token", "get_login_token": True},
-        ]})
+        ]
+        if services.appservices:
+            flows.append({"type": "m.login.application_service"})
+        return reply({"flows": flows})
 
     @bp.route("/_matrix/client/v3/login", methods=["POST"])
     async def login() -> Response:
@@ -51,7 +54,15 @@ def create_blueprint(services: Services) -> Blueprint:
             refresh_token=body.opt_bool("refresh_token"),
             token=body.opt_str("token", max_len=512),
         )
-        result = await accounts.login(req, client_ip=client_ip())
+        if login_type == "m.login.application_service":
+            # The as_token is the credential (spec: Application Service API, "Server admin
+            # style permissions"); no password, no per-address login limit.
+            appservice = services.appservices.by_token(bearer_token())
+            if appservice is None:
+                raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unrecognised access token")
+            result = await accounts.login_appservice_user(appservice, req)
+        else:
+            result = await accounts.login(req, client_ip=client_ip())
         return reply(session_json(result, server_name))
 
     @bp.route("/_matrix/client/v3/logout", methods=["POST"])

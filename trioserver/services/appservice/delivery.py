@@ -9,31 +9,67 @@ so a failure or a restart re-sends the same txn ID and body; the position moves 
 
 The append path only sets a wake-up flag (never blocking event persistence); failures back off
 exponentially from 1 s to 5 min.
+
+Before a transaction is recorded, local users in the appservice's user namespace that the events
+name (sender, member target) but that do not exist yet are asked about
+(GET /_matrix/app/v1/users/{userId}), so a bridge can create its ghost before it sees the event,
+as Synapse does.
+
+Ephemeral data (spec v1.13 "Pushing ephemeral data", for registrations with
+`receive_ephemeral`): typing, receipt and presence changes are queued in memory per appservice
+(bounded; they are ephemeral, so a restart may drop what was not yet sent) and go out in the
+next transaction's `ephemeral` list: the room's current typers, the receipts (private ones only
+of namespaced users), the newest presence of each user the appservice shares a room with.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from typing import Any
 from urllib.parse import quote
 
+import apsw
 import httpx
 import trio
 
+from trioserver.services.appservice.queries import ask_user
 from trioserver.services.appservice.registration import Registration
 from trioserver.services.appservice.registry import AppServices
+from trioserver.services.clock import now_ms
 from trioserver.services.events.event import Event
+from trioserver.services.presence import UserPresence, presence_content
 from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.rooms.client_format import client_event
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import appservice as as_repo
+from trioserver.storage.repositories import users as users_repo
 from trioserver.storage.repositories.appservice import PendingTxn, RoomFacts, StreamRow
+from trioserver.storage.repositories.receipts import PRIVATE, UNTHREADED
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_TXN = 100
+MAX_EPHEMERAL_QUEUE = 5000
+MAX_USER_QUERIES_PER_TXN = 20
 SCAN_BATCH = 1000
 REQUEST_TIMEOUT_S = 30.0
+
+
+def room_is_interesting(reg: Registration, server_name: str, room_id: str, facts: RoomFacts
+                        ) -> bool:
+    """A namespaced room, a room with a namespaced alias, or one a namespaced local user (or
+    the appservice's sender) is joined to (Synapse looks at local members only, too)."""
+    if reg.is_interested_in_room(room_id):
+        return True
+    if any(reg.is_interested_in_alias(a) for a in facts.aliases):
+        return True
+    suffix = ":" + server_name
+    return any(u.endswith(suffix) and reg.is_interested_in_user(u, server_name)
+               for u in facts.joined)
 
 
 def is_interesting(reg: Registration, server_name: str, row: StreamRow, facts: RoomFacts
@@ -45,11 +81,30 @@ def is_interesting(reg: Registration, server_name: str, row: StreamRow, facts: R
     if row.type == "m.room.member" and row.state_key is not None \
             and reg.is_interested_in_user(row.state_key, server_name):
         return True
-    if reg.is_interested_in_room(row.room_id):
-        return True
-    if any(reg.is_interested_in_alias(a) for a in facts.aliases):
-        return True
-    return any(reg.is_interested_in_user(u, server_name) for u in facts.joined)
+    return room_is_interesting(reg, server_name, row.room_id, facts)
+
+
+@dataclass(frozen=True)
+class EphemeralChange:
+    """A queued typing, receipt or presence change (turned into events when a transaction is
+    built, so typing shows the room's state at that moment)."""
+
+    kind: str  # "m.typing", "m.receipt" or "m.presence"
+    room_id: str | None
+    user_id: str
+    data: tuple[Any, ...] = ()
+
+
+def receipt_content(changes: list[EphemeralChange]) -> dict[str, Any]:
+    """m.receipt content as /sync shows it: event -> receipt type -> user -> {ts, thread_id}."""
+    content: dict[str, Any] = {}
+    for change in changes:
+        receipt_type, thread_id, event_id, ts = change.data
+        entry: dict[str, Any] = {"ts": ts}
+        if thread_id != UNTHREADED:
+            entry["thread_id"] = thread_id
+        content.setdefault(event_id, {}).setdefault(receipt_type, {})[change.user_id] = entry
+    return content
 
 
 def transaction_url(base: str, txn_id: int) -> str:
@@ -67,13 +122,52 @@ class AppserviceDelivery:
         self._max_retry_s = max_retry_s
         self._transport = transport
         self._wake: dict[str, trio.Event] = {}
+        self._retry_now: dict[str, trio.Event] = {}
+        self._skip_saved_at: dict[str, float] = {}
+        self._ephemeral: dict[str, deque[EphemeralChange]] = {
+            r.id: deque(maxlen=MAX_EPHEMERAL_QUEUE)
+            for r in appservices.all() if r.url and r.receive_ephemeral}
+        # Who is typing in a room now; set by the composition root.
+        self.typing_in: Callable[[str], list[str]] = lambda _room_id: []
         self.sent_transactions = 0
+
+    @property
+    def wants_ephemeral(self) -> bool:
+        return bool(self._ephemeral)
 
     # -- called from the append path (synchronous, must not block) ----------------------------
 
     def on_event(self, _event: Event, _stream_ordering: int) -> None:
         for wake in self._wake.values():
             wake.set()
+
+    def retry_now(self, as_id: str) -> None:
+        """The appservice showed it is up (a successful ping): end its back-off now."""
+        retry = self._retry_now.get(as_id)
+        if retry is not None:
+            retry.set()
+
+    # -- ephemeral listeners (synchronous, must not block) ------------------------------------
+
+    def _queue(self, change: EphemeralChange) -> None:
+        for as_id, queue in self._ephemeral.items():
+            queue.append(change)
+            wake = self._wake.get(as_id)
+            if wake is not None:
+                wake.set()
+
+    def typing_changed(self, room_id: str, user_id: str, _typing: bool) -> None:
+        self._queue(EphemeralChange("m.typing", room_id, user_id))
+
+    def receipt_stored(self, room_id: str, user_id: str, receipt_type: str, thread_id: str,
+                       event_id: str, ts: int) -> None:
+        self._queue(EphemeralChange("m.receipt", room_id, user_id,
+                                    (receipt_type, thread_id, event_id, ts)))
+
+    def presence_changed(self, user_id: str, presence: UserPresence) -> None:
+        self._queue(EphemeralChange("m.presence", None, user_id, (
+            presence.state, presence.status_msg, presence.last_active_ts,
+            presence.currently_active)))
 
     # -- the background task -------------------------------------------------------------------
 
@@ -97,6 +191,8 @@ class AppserviceDelivery:
         delay = self._first_retry_s
         while True:
             wake = self._wake[reg.id] = trio.Event()  # events after this are seen next round
+            # A successful ping from now on cuts the back-off short.
+            retry = self._retry_now[reg.id] = trio.Event()
             try:
                 txn = await self._db.read(partial(as_repo.pending, as_id=reg.id))
                 if txn is None:
@@ -113,21 +209,24 @@ class AppserviceDelivery:
                     continue
             except Exception:
                 log.exception("appservice %s: delivery failed", reg.id)
-            await trio.sleep(delay)
-            delay = min(delay * 2, self._max_retry_s)
+            with trio.move_on_after(delay):
+                await retry.wait()
+            delay = self._first_retry_s if retry.is_set() else min(delay * 2,
+                                                                    self._max_retry_s)
 
     async def _next_transaction(self, reg: Registration, position: int
                                 ) -> tuple[PendingTxn | None, int]:
         """Record the next transaction after `position` (None if no event interests the
         appservice, having skipped past those that do not) and the new position."""
+        wanted: list[StreamRow] = []
+        upto = position
         while True:
             rows = await self._db.read(
                 partial(as_repo.events_after, after=position, limit=SCAN_BATCH))
             if not rows:
-                return None, position
+                break
             facts = await self._db.read(
                 partial(as_repo.room_facts, room_ids={x.room_id for x in rows}))
-            wanted: list[StreamRow] = []
             upto = rows[-1].stream_ordering
             for row in rows:
                 if is_interesting(reg, self._appservices.server_name, row,
@@ -136,16 +235,90 @@ class AppserviceDelivery:
                     if len(wanted) == MAX_EVENTS_PER_TXN:
                         upto = row.stream_ordering
                         break
-            if not wanted:
+            if wanted:
+                break
+            position = upto
+            # Skipping is idempotent: the stored position need not follow every message (after a
+            # crash the skipped events are only scanned again), so write it at most once a second.
+            if trio.current_time() - self._skip_saved_at.get(reg.id, -1e9) >= 1.0:
+                self._skip_saved_at[reg.id] = trio.current_time()
                 await self._db.write(partial(as_repo.advance, as_id=reg.id, last_pos=upto))
-                position = upto
+        ephemeral = await self._ephemeral_events(reg)
+        if not wanted and not ephemeral:
+            return None, position
+        await self._query_unknown_users(reg, wanted)
+        events = await self._cache.events(r.event_id for r in wanted)
+        body: dict[str, Any] = {"events": [client_event(events[r.event_id]) for r in wanted
+                                           if r.event_id in events]}
+        if ephemeral:
+            body["ephemeral"] = ephemeral
+        txn = await self._db.write(partial(as_repo.record, as_id=reg.id, upto_pos=upto,
+                                           body=body))
+        return txn, position
+
+    async def _query_unknown_users(self, reg: Registration, rows: list[StreamRow]) -> None:
+        """Ask the appservice about local namespaced users the events name but that do not
+        exist yet, so it can create them before it sees the events (as Synapse does)."""
+        server_name = self._appservices.server_name
+        named = {u for r in rows for u in (r.sender, r.state_key if r.type == "m.room.member"
+                                           else None)
+                 if u and u.endswith(":" + server_name) and u != reg.sender(server_name)
+                 and any(n.matches(u) for n in reg.users)}
+        if not named:
+            return
+        known = await self._db.read(
+            lambda c: {u for u in named if users_repo.user_exists(c, u)})
+        for user_id in sorted(named - known)[:MAX_USER_QUERIES_PER_TXN]:
+            await ask_user(reg, user_id, self._transport)
+
+    async def _ephemeral_events(self, reg: Registration) -> list[dict[str, Any]]:
+        """Drain the appservice's queued ephemeral changes into events it may see."""
+        queue = self._ephemeral.get(reg.id)
+        if not queue:
+            return []
+        changes = list(queue)
+        queue.clear()
+        server_name = self._appservices.server_name
+        presence_users = {c.user_id for c in changes if c.kind == "m.presence"}
+
+        def load(conn: apsw.Connection) -> tuple[dict[str, RoomFacts], dict[str, set[str]]]:
+            rooms_of = {u: as_repo.joined_rooms(conn, u) for u in presence_users}
+            room_ids = {c.room_id for c in changes if c.room_id is not None}
+            room_ids.update(r for rooms in rooms_of.values() for r in rooms)
+            return as_repo.room_facts(conn, room_ids), rooms_of
+
+        facts, rooms_of = await self._db.read(load)
+        interesting = {room_id for room_id, f in facts.items()
+                       if room_is_interesting(reg, server_name, room_id, f)}
+        out: list[dict[str, Any]] = []
+        typing_rooms = dict.fromkeys(c.room_id for c in changes
+                                     if c.kind == "m.typing" and c.room_id in interesting)
+        for room_id in typing_rooms:
+            out.append({"type": "m.typing", "room_id": room_id,
+                        "content": {"user_ids": self.typing_in(str(room_id))}})
+        receipts: dict[str, list[EphemeralChange]] = {}
+        for c in changes:
+            if c.kind != "m.receipt" or c.room_id not in interesting:
                 continue
-            events = await self._cache.events(r.event_id for r in wanted)
-            body = {"events": [client_event(events[r.event_id]) for r in wanted
-                               if r.event_id in events]}
-            txn = await self._db.write(partial(as_repo.record, as_id=reg.id, upto_pos=upto,
-                                               body=body))
-            return txn, position
+            if c.data[0] == PRIVATE and not reg.is_interested_in_user(c.user_id, server_name):
+                continue  # a private receipt only for the appservice's own users
+            receipts.setdefault(str(c.room_id), []).append(c)
+        for room_id, room_changes in receipts.items():
+            out.append({"type": "m.receipt", "room_id": room_id,
+                        "content": receipt_content(room_changes)})
+        newest: dict[str, EphemeralChange] = {}
+        for c in changes:
+            if c.kind == "m.presence":
+                newest[c.user_id] = c
+        now = now_ms()
+        for user_id, c in newest.items():
+            if not (reg.is_interested_in_user(user_id, server_name)
+                    or rooms_of.get(user_id, set()) & interesting):
+                continue
+            state, status_msg, last_active_ts, currently_active = c.data
+            out.append({"type": "m.presence", "sender": user_id, "content": presence_content(
+                state, status_msg, last_active_ts, currently_active, now)})
+        return out
 
     async def _send(self, client: httpx.AsyncClient, reg: Registration, txn: PendingTxn
                     ) -> bool:

@@ -38,17 +38,16 @@ async def _ask(reg: Registration, path: str,
     return response.status_code == 200
 
 
+async def ask_user(reg: Registration, user_id: str,
+                   transport: httpx.AsyncBaseTransport | None = None) -> bool:
+    """Ask one appservice about one user; True when it answered 200 (it created the user)."""
+    if not reg.url:
+        return False
+    return await _ask(reg, f"/_matrix/app/v1/users/{quote(user_id, safe='')}", transport)
+
+
 def _with_url(regs: Sequence[Registration]) -> list[Registration]:
     return [r for r in regs if r.url]
-
-
-async def query_user(appservices: AppServices, user_id: str, *,
-                     transport: httpx.AsyncBaseTransport | None = None) -> bool:
-    """Whether an appservice whose namespace holds `user_id` says the user now exists."""
-    for reg in _with_url(appservices.interested_in_user(user_id)):
-        if await _ask(reg, f"/_matrix/app/v1/users/{quote(user_id, safe='')}", transport):
-            return True
-    return False
 
 
 async def query_alias(appservices: AppServices, alias: str, *,

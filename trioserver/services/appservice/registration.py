@@ -1,8 +1,9 @@
 """Application-service registration files (spec: Application Service API, Registration).
 
 A registration is a YAML file the server admin installs; it is parsed once at start-up into a
-frozen `Registration`. Namespace regexes are compiled and matched against the whole string, as
-Synapse does, so `@_irc_.*` never matches `@x_irc_y:hs` by accident.
+frozen `Registration`. Namespace regexes are compiled and anchored at the start of the ID only,
+as Synapse matches them (so `@telegram_[0-9]+` claims `@telegram_42:hs`, and `@_irc_.*` never
+matches `@x_irc_y:hs`); bridges that want an exact match write `^...$` themselves.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Namespace:
     regex: re.Pattern[str]
 
     def matches(self, value: str) -> bool:
-        return self.regex.fullmatch(value) is not None
+        return self.regex.match(value) is not None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,12 @@ class CreateRoomRequest:
 RemoteJoin = Callable[[str, str, Sequence[str], dict[str, Any]], Awaitable[str]]
 # Asks an alias's server for (room_id, servers) (federation query/directory).
 RemoteAlias = Callable[[str], Awaitable[tuple[str, list[str]]]]
+# Asks the application services whose alias namespace holds an unknown local alias to create
+# it (Application Service API, Querying): True when one answered 200.
+AppserviceAliasQuery = Callable[[str], Awaitable[bool]]
+# (alias, requester's appservice id or None) -> whether another appservice claims the alias
+# exclusively, and whether the requester's own appservice has it in its namespace.
+AliasNamespaces = Callable[[str, str | None], tuple[bool, bool]]
 
 
 class InviteHooks(Protocol):
@@ -109,6 +115,9 @@ class Rooms:
         self.remote_join: RemoteJoin | None = None
         self.remote_alias: RemoteAlias | None = None
         self.invites: InviteHooks | None = None
+        # Set when application services are registered.
+        self.appservice_alias: AppserviceAliasQuery | None = None
+        self.alias_namespaces: AliasNamespaces | None = None
 
     # -- aliases --------------------------------------------------------------------------
 
@@ -126,9 +135,23 @@ class Rooms:
     async def resolve_alias(self, alias: str) -> str:
         self.check_alias(alias)
         found = await self._db.read(lambda c: rooms_repo.get_alias(c, alias))
+        if found is None and self.appservice_alias is not None \
+                and await self.appservice_alias(alias):
+            found = await self._db.read(lambda c: rooms_repo.get_alias(c, alias))
         if found is None:
             raise not_found(f"Room alias {alias} not found")
         return found[0]
+
+    def _check_alias_namespace(self, requester: Requester, alias: str) -> bool:
+        """Refuse an alias another application service holds exclusively (400 M_EXCLUSIVE);
+        True when the requester is an appservice whose namespace holds it."""
+        if self.alias_namespaces is None:
+            return False
+        taken, own = self.alias_namespaces(alias, requester.appservice_id)
+        if taken:
+            raise MatrixError(400, Codes.EXCLUSIVE,
+                              "This alias is reserved by an application service")
+        return own
 
     async def lookup_alias(self, alias: str) -> tuple[str, list[str]]:
         """(room_id, servers to join through) of any alias; other servers' are asked."""
@@ -140,6 +163,7 @@ class Rooms:
 
     async def create_alias(self, requester: Requester, alias: str, room_id: str) -> None:
         self.check_alias(alias)
+        self._check_alias_namespace(requester, alias)
         view = await self._room(room_id)
         del view
         created = await self._db.write(
@@ -153,7 +177,9 @@ class Rooms:
         if found is None:
             raise not_found(f"Room alias {alias} not found")
         room_id, creator = found
-        if creator != requester.user_id:
+        # An application service manages the aliases in its namespace (as Synapse allows).
+        own_namespace = self._check_alias_namespace(requester, alias)
+        if creator != requester.user_id and not own_namespace:
             # Room admins (who may change m.room.canonical_alias) may also remove aliases.
             view = await self._room(room_id)
             level = await self._power_level(view, requester.user_id)
@@ -185,6 +211,7 @@ class Rooms:
             if ":" in req.room_alias_name or not req.room_alias_name.strip():
                 raise MatrixError(400, Codes.INVALID_PARAM, "Invalid room_alias_name")
             alias = self.check_alias(f"#{req.room_alias_name}:{self._server_name}")
+            self._check_alias_namespace(requester, alias)
             if await self._db.read(lambda c: rooms_repo.get_alias(c, alias)) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
 

@@ -93,6 +93,12 @@ def room_facts(conn: apsw.Connection, room_ids: Iterable[str]) -> dict[str, Room
     return out
 
 
+def joined_rooms(conn: apsw.Connection, user_id: str) -> set[str]:
+    return {str(r) for (r,) in conn.execute(
+        "SELECT room_id FROM current_state WHERE type = 'm.room.member' AND state_key = ?"
+        " AND membership = 'join'", (user_id,))}
+
+
 def _canonical_aliases(content: dict[Any, Any]) -> set[str]:
     found = {content["alias"]} if isinstance(content.get("alias"), str) else set()
     alt = content.get("alt_aliases")
