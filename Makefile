@@ -70,6 +70,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.e2ee
 	$(BIN)/python -m bench.tls
 	$(BIN)/python -m bench.sliding_sync
+	$(BIN)/python -m bench.appservice
 
 # The one executable: PyInstaller (one-file, stripped) from packaging/trioserver.spec. Rebuilt
 # when a source, the schema, the spec or the installed dependencies change.

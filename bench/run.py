@@ -40,11 +40,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str, float]:
+def start_server(data_dir: Path, *extra_args: str) -> tuple[subprocess.Popen[str], str, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "trioserver", "serve", "--data-dir", str(data_dir), "--listen",
-         "127.0.0.1:0", "--open-registration", "--no-rate-limits", "--metrics-listen", ""],
+         "127.0.0.1:0", "--open-registration", "--no-rate-limits", "--metrics-listen", "",
+         *extra_args],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert proc.stdout is not None
