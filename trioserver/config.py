@@ -38,6 +38,9 @@ class RateLimits:
     registration_per_address: RateLimit = RateLimit(per_second=0.2, burst=5)
     # Authenticated requests from one other server (transactions, joins, reads).
     federation_per_origin: RateLimit = RateLimit(per_second=50.0, burst=200)
+    # Events a local user sends (messages, state, redactions); application services' users
+    # are exempt when their registration says `rate_limited: false`, their sender always.
+    events_per_user: RateLimit = RateLimit(per_second=10.0, burst=50)
 
 
 @dataclass(frozen=True)
@@ -381,7 +384,7 @@ def validate(config: Config) -> Config:
         raise ConfigError("database.synchronous: expected \"full\" or \"normal\"")
     limits = config.rate_limits
     for name in ("login_per_address", "login_failures_per_account", "registration_per_address",
-                 "federation_per_origin"):
+                 "federation_per_origin", "events_per_user"):
         if getattr(limits, name).burst < 1:
             raise ConfigError(f"rate_limits.{name}.burst: must be at least 1")
     if config.database.reader_connections < 1:
@@ -521,6 +524,9 @@ login_failures_per_account = {_bucket(r.login_failures_per_account)}
 registration_per_address = {_bucket(r.registration_per_address)}
 # Authenticated federation requests from one other server (429 M_LIMIT_EXCEEDED beyond it).
 federation_per_origin = {_bucket(r.federation_per_origin)}
+# Events one local user sends: messages, state and redactions (not joins, typing or receipts).
+# Appservice users are exempt when their registration has rate_limited: false.
+events_per_user = {_bucket(r.events_per_user)}
 
 [well_known]
 # base_url served at /.well-known/matrix/client. Empty: public_baseurl.

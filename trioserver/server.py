@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import signal
 import sys
@@ -56,6 +57,17 @@ async def _wait_for_signal(stop: trio.Event, *,
                            ) -> None:
     # The receiver stays open until the server has stopped: a second signal (a supervisor
     # that signals every process, an impatient ^C) must not kill a graceful shutdown half-way.
+    # Trio re-raises signals still queued when the receiver closes, through the handler that
+    # was there before it: make that one ignore them once shutdown has begun (the one-file
+    # binary's bootloader forwards systemd's SIGTERM a moment after the server got its own).
+    def after_receiver(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            return
+        signal.signal(signum, signal.SIG_DFL)  # before the receiver is open: the default
+        os.kill(os.getpid(), signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, after_receiver)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # Started (so SIGTERM is ours) before anything is announced as listening.
         task_status.started()

@@ -52,9 +52,9 @@ def _assert_once(service: FakeAppservice) -> None:
 ServerFactory = Callable[..., ServerProcess]
 
 
-def _start(server_factory: ServerFactory, tmp_path: Path, service: FakeAppservice
-           ) -> ServerProcess:
-    return server_factory("--open-registration",
+def _start(server_factory: ServerFactory, tmp_path: Path, service: FakeAppservice,
+           *flags: str) -> ServerProcess:
+    return server_factory("--open-registration", *flags,
                           config_text=_config(_registration(tmp_path, service.url)))
 
 
@@ -150,7 +150,8 @@ async def test_concurrent_senders_each_arrive_once_in_their_order(
     order). Speed is measured by `make bench` (bench/appservice.py), not here."""
     count = 300
     async with fake_appservice() as service:
-        server = _start(server_factory, tmp_path, service)
+        # One user sends 300 events as fast as it can: past rate_limits.events_per_user.
+        server = _start(server_factory, tmp_path, service, "--no-rate-limits")
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             alice, room_id = await _bridged_room(http)
             token = alice["access_token"]

@@ -13,6 +13,7 @@ from trioserver.errors import Codes, MatrixError
 from trioserver.services.container import Services
 from trioserver.services.rooms.reads import EventFilter
 from trioserver.services.rooms.service import check_event_id, check_room_id
+from trioserver.services.sessions import Requester
 
 R = "/_matrix/client/v3/rooms/<room_id>"
 
@@ -76,12 +77,20 @@ def create_blueprint(services: Services) -> Blueprint:
     rooms = services.rooms
     reader = services.room_reader
     sessions = services.sessions
+    events_limit = services.config.rate_limits.events_per_user
+
+    def check_rate(requester: Requester) -> None:
+        """429 M_LIMIT_EXCEEDED past `rate_limits.events_per_user` (appservices may opt out)."""
+        if not services.appservices.exempt_from_rate_limits(requester.appservice_id,
+                                                            requester.user_id):
+            services.limiter.check("events", requester.user_id, events_limit)
 
     @bp.route(R + "/send/<event_type>/<txn_id>", methods=["PUT"])
     async def send(room_id: str, event_type: str, txn_id: str) -> Response:
         """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId} (spec: sendMessage)."""
         requester = await authenticate(sessions, allow_guest=True)
         body = await json_body()
+        check_rate(requester)
         await services.relations.check_annotation(requester.user_id, event_type, body.raw)
         appended = await rooms.send(requester, room_id, event_type, body.raw, txn_id)
         return reply({"event_id": appended.event.event_id})
@@ -91,6 +100,7 @@ def create_blueprint(services: Services) -> Blueprint:
         """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId} (spec: redactEvent)."""
         requester = await authenticate(sessions)
         body = await json_body(optional=True)
+        check_rate(requester)
         appended = await rooms.redact(requester, room_id, event_id, body.opt_str("reason"),
                                       txn_id)
         return reply({"event_id": appended.event.event_id})
@@ -102,6 +112,7 @@ def create_blueprint(services: Services) -> Blueprint:
         """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}."""
         requester = await authenticate(sessions)
         body = await json_body()
+        check_rate(requester)
         event_id = await rooms.set_state(requester, room_id, event_type, state_key, body.raw)
         return reply({"event_id": event_id})
 

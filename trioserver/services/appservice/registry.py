@@ -56,6 +56,12 @@ class AppServices:
     def is_exclusive_alias(self, alias: str, *, except_for: Registration | None = None) -> bool:
         return any(r.is_exclusive_alias(alias) for r in self._all if r is not except_for)
 
+    def exempt_from_rate_limits(self, appservice_id: str | None, user_id: str) -> bool:
+        """Spec `rate_limited`: whether requests from masqueraded users are rate-limited; the
+        sender is always excluded."""
+        reg = self._by_id.get(appservice_id) if appservice_id else None
+        return reg is not None and (not reg.rate_limited or user_id == self.sender_of(reg))
+
     def alias_namespaces(self, alias: str, appservice_id: str | None) -> tuple[bool, bool]:
         """(another appservice holds `alias` exclusively, the requester's appservice - if it is
         one - has it in its namespace)."""
