@@ -57,9 +57,11 @@ async def _wait_for_signal(stop: trio.Event, *,
                            ) -> None:
     # The receiver stays open until the server has stopped: a second signal (a supervisor
     # that signals every process, an impatient ^C) must not kill a graceful shutdown half-way.
-    # Trio re-raises signals still queued when the receiver closes, through the handler that
-    # was there before it: make that one ignore them once shutdown has begun (the one-file
-    # binary's bootloader forwards systemd's SIGTERM a moment after the server got its own).
+    # Two later windows matter too (the one-file binary's bootloader forwards systemd's SIGTERM
+    # a moment after the server got its own): trio re-raises a signal still queued when the
+    # receiver closes through the handler that was there before it, and Python resets its
+    # handlers to the default while the interpreter exits. So: a handler that ignores signals
+    # once shutdown has begun, and the signals ignored outright once the receiver is closed.
     def after_receiver(signum: int, _frame: object) -> None:
         if stop.is_set():
             return
@@ -68,16 +70,21 @@ async def _wait_for_signal(stop: trio.Event, *,
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, after_receiver)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        # Started (so SIGTERM is ours) before anything is announced as listening.
-        task_status.started()
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            if stop.is_set():
-                log.info("received %s again; already shutting down", name)
-            else:
-                log.info("received %s, shutting down", name)
-                stop.set()
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            # Started (so SIGTERM is ours) before anything is announced as listening.
+            task_status.started()
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if stop.is_set():
+                    log.info("received %s again; already shutting down", name)
+                else:
+                    log.info("received %s, shutting down", name)
+                    stop.set()
+    finally:
+        if stop.is_set():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
 
 
 async def _federation_total(sender: FederationSender, key: str) -> float:

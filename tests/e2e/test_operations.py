@@ -298,3 +298,23 @@ def test_idle_server_stops_at_once(tmp_path: Path, sig: int) -> None:
         assert time.monotonic() - start < 3
     finally:
         srv.stop()
+
+
+def test_a_storm_of_signals_during_shutdown_still_exits_zero(tmp_path: Path) -> None:
+    """systemd (KillMode=control-group) signals the one-file bootloader and the server at
+    once, and the bootloader forwards its own: late signals, even one that arrives as the
+    signal receiver closes, must not kill a shutdown in progress."""
+    for attempt in range(3):
+        srv = start_server(tmp_path / f"srv{attempt}")
+        try:
+            httpx.get(f"{srv.url}/health", timeout=10)
+            deadline = time.monotonic() + 10
+            while srv.proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    srv.proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.0005)
+            assert srv.proc.wait(timeout=10) == 0
+        finally:
+            srv.stop()
