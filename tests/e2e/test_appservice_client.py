@@ -250,7 +250,8 @@ def test_bad_registration_file_stops_start(tmp_path: Path) -> None:
     import sys
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("id: x\nas_token: a\nhs_token: b\n", encoding="utf-8")
+    bad.write_text("id: x\nurl: null\nas_token: a\nhs_token: b\nnamespaces: {}\n",
+                   encoding="utf-8")
     run = subprocess.run([sys.executable, "-m", "trioserver", "check-appservice", str(bad)],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,22 @@ def test_valid_file(tmp_path: Path) -> None:
     assert not reg.aliases[0].exclusive
 
 
-def test_url_may_be_null_and_namespaces_missing() -> None:
-    reg = parse_registration(_data(namespaces=...))
+def test_url_may_be_null_and_namespaces_empty() -> None:
+    reg = parse_registration(_data(namespaces={}))
     assert reg.url is None
     assert reg.users == ()
     assert reg.rate_limited is True
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    ({"url": ...}, "url: required"),  # null is explicit; missing is a mistake (spec, Synapse)
+    ({"namespaces": ...}, "namespaces: required"),
+    ({"namespaces": None}, "namespaces: required"),
+    ({"id": "irc|bridge"}, "id: must not contain '|'"),
+])
+def test_required_fields_as_synapse(changes: dict[str, Any], problem: str) -> None:
+    with pytest.raises(RegistrationError, match=re.escape(problem)):
+        parse_registration(_data(**changes))
 
 
 def test_receive_ephemeral_stable_key() -> None:

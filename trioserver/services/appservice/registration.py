@@ -108,6 +108,8 @@ def parse_registration(data: Any, source: str = "<registration>") -> Registratio
     """Validate one parsed YAML document into a `Registration`."""
     if not isinstance(data, dict):
         raise RegistrationError(f"{source}: expected a YAML mapping at the top level")
+    if "url" not in data:
+        raise _fail(source, "url", "required, an http(s) URL or null (no transactions)")
     url = data.get("url")
     if url is not None and (not isinstance(url, str)
                             or not url.startswith(("http://", "https://"))):
@@ -115,11 +117,9 @@ def parse_registration(data: Any, source: str = "<registration>") -> Registratio
     sender = _req_str(data, "sender_localpart", source)
     if not is_valid_localpart(sender):
         raise _fail(source, "sender_localpart", f"{sender!r} is not a valid localpart")
-    namespaces = data.get("namespaces", {})
-    if namespaces is None:
-        namespaces = {}
-    if not isinstance(namespaces, dict):
-        raise _fail(source, "namespaces", "expected a mapping of users, aliases, rooms")
+    namespaces = data.get("namespaces")
+    if not isinstance(namespaces, dict):  # required, as in the spec and Synapse (may be {})
+        raise _fail(source, "namespaces", "required, a mapping of users, aliases, rooms")
     rate_limited = data.get("rate_limited", True)
     if not isinstance(rate_limited, bool):
         raise _fail(source, "rate_limited", "expected true or false")
@@ -136,8 +136,11 @@ def parse_registration(data: Any, source: str = "<registration>") -> Registratio
     hs_token = _req_str(data, "hs_token", source)
     if as_token == hs_token:
         raise _fail(source, "hs_token", "must differ from as_token")
+    as_id = _req_str(data, "id", source)
+    if "|" in as_id:  # third-party instance IDs are "<id>|<network>"
+        raise _fail(source, "id", "must not contain '|'")
     return Registration(
-        id=_req_str(data, "id", source),
+        id=as_id,
         url=url.rstrip("/") if url else None,
         as_token=as_token,
         hs_token=hs_token,
