@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests.e2e.cli_process import run_cli
 from tests.e2e.fake_appservice import fake_appservice
 from tests.e2e.helpers import assert_error, bearer, create_room, register
 from tests.server_process import ServerProcess
@@ -200,3 +201,11 @@ async def test_network_directory_is_separate_filtered_and_persisted(
         r = await http.post(PUBLIC_ROOMS, json={"third_party_instance_id": "nobar"},
                             headers=auth)
         assert_error(r, 400, "M_INVALID_PARAM")
+        # An admin deleting a room takes it off the network lists too.
+        admin = await register(http)
+        made = await run_cli("make-admin", admin["user_id"], "--data-dir", srv.data_dir)
+        assert made.returncode == 0, made.stderr
+        r = await http.request("DELETE", f"/_synapse/admin/v1/rooms/{libera}", json={},
+                               headers=bearer(admin["access_token"]))
+        assert r.status_code == 200, r.text
+        assert await _public_ids(http, auth, third_party_instance_id="bridge|libera") == set()

@@ -22,6 +22,7 @@ from trioserver.storage.blob_store import BlobStore
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import account_admin as users_admin_repo
 from trioserver.storage.repositories import admin_rooms as rooms_repo
+from trioserver.storage.repositories import appservice_networks as networks_repo
 from trioserver.storage.repositories import events as events_repo
 from trioserver.storage.repositories import media as media_repo
 from trioserver.storage.repositories import rooms as directory_repo
@@ -145,6 +146,7 @@ class SynapseAdmin:
 
         def unlist(conn: apsw.Connection) -> list[str]:
             directory_repo.set_published(conn, room_id, False)
+            networks_repo.unpublish_everywhere(conn, room_id)
             aliases: list[str] = directory_repo.aliases_of_room(conn, room_id)
             for alias in aliases:
                 directory_repo.delete_alias(conn, alias)

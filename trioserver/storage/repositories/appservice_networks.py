@@ -26,3 +26,8 @@ def all_network_rooms(conn: apsw.Connection) -> list[str]:
     """Every room published on some network's list, each once."""
     return [str(r[0]) for r in conn.execute(
         "SELECT DISTINCT room_id FROM appservice_room_list ORDER BY room_id")]
+
+
+def unpublish_everywhere(conn: apsw.Connection, room_id: str) -> None:
+    """Take a room off every network's list (an admin deleted it)."""
+    conn.execute("DELETE FROM appservice_room_list WHERE room_id = ?", (room_id,))
