@@ -220,6 +220,9 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         receipts.add_listener(appservice_delivery.receipt_stored)
         presence.add_listener(appservice_delivery.presence_changed)
         appservice_delivery.typing_in = typing.typing_in
+        to_device.queued_listeners.append(appservice_delivery.to_device_queued)
+    if appservice_delivery.wants_device_lists:
+        e2ee.change_listeners.append(appservice_delivery.device_list_changed)
     lister = RoomLister(db, room_cache, activity)
     appender.add_membership_listener(lister.on_membership)
     sliding_sync = SlidingSyncEngine(

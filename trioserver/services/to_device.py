@@ -137,6 +137,9 @@ class ToDevice:
         # Set by the composition root: writes messages for other servers' users to the
         # federation outbox, in the same transaction as the client's transaction ID.
         self.remote: RemoteSink | None = None
+        # Told the local recipients of newly queued messages (appservice delivery); synchronous,
+        # must not block.
+        self.queued_listeners: list[Callable[[list[str]], None]] = []
 
     def _is_local(self, user_id: str) -> bool:
         return is_local_user(user_id, self._server_name)
@@ -186,6 +189,8 @@ class ToDevice:
         if sent is not None:
             self.position.advance(sent.position)
             self._notifier.notify([user_key(u) for u in sent.recipients])
+            for listener in self.queued_listeners:
+                listener(sent.recipients)
 
     async def acknowledge(self, user_id: str, device_id: str, since: int) -> None:
         """Delete the device's messages up to `since` (it synced from there)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +36,7 @@ import apsw
 import httpx
 import trio
 
+from trioserver.services.appservice import e2ee_extensions as ext
 from trioserver.services.appservice.queries import ask_user
 from trioserver.services.appservice.registration import Registration
 from trioserver.services.appservice.registry import AppServices
@@ -47,7 +48,12 @@ from trioserver.services.rooms.client_format import client_event
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import appservice as as_repo
 from trioserver.storage.repositories import users as users_repo
-from trioserver.storage.repositories.appservice import PendingTxn, RoomFacts, StreamRow
+from trioserver.storage.repositories.appservice import (
+    PendingTxn,
+    Positions,
+    RoomFacts,
+    StreamRow,
+)
 from trioserver.storage.repositories.receipts import PRIVATE, UNTHREADED
 
 log = logging.getLogger(__name__)
@@ -169,6 +175,27 @@ class AppserviceDelivery:
             presence.state, presence.status_msg, presence.last_active_ts,
             presence.currently_active)))
 
+    def to_device_queued(self, recipients: list[str]) -> None:
+        """To-device messages were queued for these local users (MSC2409 to-device)."""
+        server_name = self._appservices.server_name
+        for reg in self._appservices.all():
+            wake = self._wake.get(reg.id)
+            if wake is not None and reg.receive_ephemeral and any(
+                    reg.is_interested_in_user(u, server_name) for u in recipients):
+                wake.set()
+
+    async def device_list_changed(self, _change: object) -> None:
+        """A device list changed (MSC3202): whether it interests an appservice is decided when
+        its next transaction is built."""
+        for reg in self._appservices.all():
+            wake = self._wake.get(reg.id)
+            if wake is not None and reg.msc3202:
+                wake.set()
+
+    @property
+    def wants_device_lists(self) -> bool:
+        return any(r.url and r.msc3202 for r in self._appservices.all())
+
     # -- the background task -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -202,8 +229,11 @@ class AppserviceDelivery:
                     continue
                 if await self._send(client, reg, txn):
                     await self._db.write(partial(as_repo.acknowledge, as_id=reg.id,
-                                                         txn_id=txn.txn_id))
-                    position = max(position, txn.upto_pos)
+                                                 txn_id=txn.txn_id))
+                    position = Positions(
+                        max(position.events, txn.upto_pos),
+                        max(position.to_device, txn.upto_to_device or 0),
+                        max(position.device_lists, txn.upto_device_list or 0))
                     self.sent_transactions += 1
                     delay = self._first_retry_s
                     continue
@@ -214,11 +244,13 @@ class AppserviceDelivery:
             delay = self._first_retry_s if retry.is_set() else min(delay * 2,
                                                                     self._max_retry_s)
 
-    async def _next_transaction(self, reg: Registration, position: int
-                                ) -> tuple[PendingTxn | None, int]:
-        """Record the next transaction after `position` (None if no event interests the
-        appservice, having skipped past those that do not) and the new position."""
+    async def _next_transaction(self, reg: Registration, positions: Positions
+                                ) -> tuple[PendingTxn | None, Positions]:
+        """Record the next transaction after `positions` (None if nothing interests the
+        appservice, having skipped past what does not) and the new positions."""
+        server_name = self._appservices.server_name
         wanted: list[StreamRow] = []
+        position = positions.events
         upto = position
         while True:
             rows = await self._db.read(
@@ -229,8 +261,7 @@ class AppserviceDelivery:
                 partial(as_repo.room_facts, room_ids={x.room_id for x in rows}))
             upto = rows[-1].stream_ordering
             for row in rows:
-                if is_interesting(reg, self._appservices.server_name, row,
-                                  facts[row.room_id]):
+                if is_interesting(reg, server_name, row, facts[row.room_id]):
                     wanted.append(row)
                     if len(wanted) == MAX_EVENTS_PER_TXN:
                         upto = row.stream_ordering
@@ -243,18 +274,55 @@ class AppserviceDelivery:
             if trio.current_time() - self._skip_saved_at.get(reg.id, -1e9) >= 1.0:
                 self._skip_saved_at[reg.id] = trio.current_time()
                 await self._db.write(partial(as_repo.advance, as_id=reg.id, last_pos=upto))
+        positions = replace(positions, events=position)
         ephemeral = await self._ephemeral_events(reg)
-        if not wanted and not ephemeral:
-            return None, position
+        events = await self._cache.events(r.event_id for r in wanted) if wanted else {}
+        extensions = await self._extensions(reg, positions, wanted, events, ephemeral)
+        if extensions.more:
+            self._wake[reg.id].set()  # a scan stopped early: go on without waiting
+        if not wanted and not ephemeral and not extensions.has_data():
+            if extensions.upto_to_device is not None \
+                    or extensions.upto_device_list is not None:
+                # Only messages and changes of no interest were scanned: skip past them.
+                await self._db.write(partial(
+                    as_repo.advance_extensions, as_id=reg.id,
+                    to_device=extensions.upto_to_device,
+                    device_list=extensions.upto_device_list))
+                positions = replace(
+                    positions,
+                    to_device=extensions.upto_to_device or positions.to_device,
+                    device_lists=extensions.upto_device_list or positions.device_lists)
+            return None, positions
         await self._query_unknown_users(reg, wanted)
-        events = await self._cache.events(r.event_id for r in wanted)
         body: dict[str, Any] = {"events": [client_event(events[r.event_id]) for r in wanted
                                            if r.event_id in events]}
-        if ephemeral:
-            body["ephemeral"] = ephemeral
-        txn = await self._db.write(partial(as_repo.record, as_id=reg.id, upto_pos=upto,
-                                           body=body))
-        return txn, position
+        for key in reg.ephemeral_keys:
+            body[key] = ephemeral
+        extensions.add_to(body, reg)
+        txn = await self._db.write(partial(
+            as_repo.record, as_id=reg.id, upto_pos=upto, body=body,
+            upto_to_device=extensions.upto_to_device,
+            upto_device_list=extensions.upto_device_list))
+        return txn, positions
+
+    async def _extensions(self, reg: Registration, positions: Positions,
+                          wanted: list[StreamRow], events: dict[str, Event],
+                          ephemeral: list[dict[str, Any]]) -> ext.Extensions:
+        """The unstable e2ee extensions (to-device, MSC3202) the registration asked for."""
+        if not reg.receive_ephemeral and not reg.msc3202:
+            return ext.Extensions()
+        server_name = self._appservices.server_name
+        members = [ext.MemberChange(e.room_id, str(e.state_key), e.membership or "")
+                   for r in wanted if (e := events.get(r.event_id)) is not None
+                   and e.type == "m.room.member" and e.state_key is not None]
+        room_ids = {r.room_id for r in wanted}
+        room_ids.update(str(e["room_id"]) for e in ephemeral if e.get("room_id"))
+        return await self._db.read(partial(
+            ext.collect, reg=reg, server_name=server_name,
+            after_to_device=positions.to_device, after_device_list=positions.device_lists,
+            members=members, room_ids=room_ids,
+            room_interest=partial(room_is_interesting, reg, server_name),
+            sending=bool(wanted or ephemeral)))
 
     async def _query_unknown_users(self, reg: Registration, rows: list[StreamRow]) -> None:
         """Ask the appservice about local namespaced users the events name but that do not

@@ -19,7 +19,11 @@ import yaml
 from trioserver.identifiers import is_valid_localpart
 
 NAMESPACE_KINDS = ("users", "aliases", "rooms")
-EPHEMERAL_KEYS = ("receive_ephemeral", "de.sorunome.msc2409.push_ephemeral")
+# Registration flag -> the transaction key its ephemeral list goes under (as Synapse sends:
+# the stable flag gets "ephemeral", the MSC2409 one the unstable key, both flags both keys).
+EPHEMERAL_KEYS = {"receive_ephemeral": "ephemeral",
+                  "de.sorunome.msc2409.push_ephemeral": "de.sorunome.msc2409.ephemeral"}
+MSC3202_KEY = "org.matrix.msc3202"
 
 
 class RegistrationError(Exception):
@@ -48,6 +52,10 @@ class Registration:
     rate_limited: bool = True
     protocols: tuple[str, ...] = ()
     receive_ephemeral: bool = False
+    # The transaction keys the ephemeral list is sent under (see EPHEMERAL_KEYS).
+    ephemeral_keys: tuple[str, ...] = ()
+    # MSC3202 transaction extensions: device lists, one-time-key counts, unused fallback keys.
+    msc3202: bool = False
     source: str = ""
 
     def sender(self, server_name: str) -> str:
@@ -126,12 +134,16 @@ def parse_registration(data: Any, source: str = "<registration>") -> Registratio
     protocols = data.get("protocols") or []
     if not isinstance(protocols, list) or not all(isinstance(p, str) for p in protocols):
         raise _fail(source, "protocols", "expected a list of strings")
-    ephemeral = False
-    for key in EPHEMERAL_KEYS:
-        value = data.get(key)
+    ephemeral_keys = []
+    for flag, body_key in EPHEMERAL_KEYS.items():
+        value = data.get(flag)
         if value is not None and not isinstance(value, bool):
-            raise _fail(source, key, "expected true or false")
-        ephemeral = ephemeral or bool(value)
+            raise _fail(source, flag, "expected true or false")
+        if value:
+            ephemeral_keys.append(body_key)
+    msc3202 = data.get(MSC3202_KEY, False)
+    if not isinstance(msc3202, bool):
+        raise _fail(source, MSC3202_KEY, "expected true or false")
     as_token = _req_str(data, "as_token", source)
     hs_token = _req_str(data, "hs_token", source)
     if as_token == hs_token:
@@ -150,7 +162,9 @@ def parse_registration(data: Any, source: str = "<registration>") -> Registratio
         rooms=_namespaces(namespaces.get("rooms"), "rooms", source),
         rate_limited=rate_limited,
         protocols=tuple(protocols),
-        receive_ephemeral=ephemeral,
+        receive_ephemeral=bool(ephemeral_keys),
+        ephemeral_keys=tuple(ephemeral_keys),
+        msc3202=msc3202,
         source=source,
     )
 
@@ -201,6 +215,7 @@ def summary(reg: Registration) -> str:
         ns("aliases", reg.aliases),
         ns("rooms", reg.rooms),
         f"  rate_limited: {str(reg.rate_limited).lower()}",
-        f"  receive_ephemeral: {str(reg.receive_ephemeral).lower()}",
+        f"  receive_ephemeral: {', '.join(reg.ephemeral_keys) or 'false'}",
+        f"  org.matrix.msc3202: {str(reg.msc3202).lower()}",
         f"  protocols: {', '.join(reg.protocols) or '-'}",
     ])
