@@ -64,6 +64,7 @@ from trioserver.api.federation import rooms as federation_rooms
 from trioserver.api.federation import version as federation_version
 from trioserver.api.http import reply
 from trioserver.api.observe import ROUTE_KEY, annotate
+from trioserver.api.routing import RawPathMap, restore_slashes
 from trioserver.api.streaming import BackPressureHTTPConnection, media_aware_request
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.container import Services
@@ -91,8 +92,13 @@ def _http_error(e: HTTPException) -> MatrixError:
     return MatrixError(status, Codes.UNKNOWN, e.description or "Bad request")
 
 
+class _App(QuartTrio):
+    url_map_class = RawPathMap
+
+
 def create_app(services: Services) -> QuartTrio:
-    app = QuartTrio("trioserver")
+    app = _App("trioserver")
+    app.url_value_preprocessor(restore_slashes)
     # Identifiers in paths (device IDs, keys in base64) may begin or end with '/', which
     # arrives percent-encoded; merging the decoded "//" would redirect instead of routing.
     app.url_map.merge_slashes = False
