@@ -71,6 +71,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.tls
 	$(BIN)/python -m bench.sliding_sync
 	$(BIN)/python -m bench.appservice
+	$(BIN)/python -m bench.big_room
 
 # The one executable: PyInstaller (one-file, stripped) from packaging/trioserver.spec. Rebuilt
 # when a source, the schema, the spec or the installed dependencies change.

@@ -169,7 +169,7 @@ async def bench(url: str, pid: int, service: Appservice) -> dict[str, Any]:
     }
 
 
-def _start_synapse(data_dir: Path, python: str, registration: Path
+def start_synapse(data_dir: Path, python: str, registration: Path
                    ) -> tuple[subprocess.Popen[bytes], str]:
     import yaml
 
@@ -206,7 +206,7 @@ async def _main(data_dir: Path, synapse: Path | None, synapse_python: str) -> di
         proc: subprocess.Popen[Any]
         if synapse is not None:
             proc, url = await trio.to_thread.run_sync(
-                _start_synapse, synapse, synapse_python, registration)
+                start_synapse, synapse, synapse_python, registration)
         else:
             proc, url, _ = await trio.to_thread.run_sync(
                 start_server, data_dir / "hs", "--appservice-registration", str(registration))

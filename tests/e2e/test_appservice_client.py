@@ -266,3 +266,42 @@ def test_bad_registration_file_stops_start(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=False, timeout=30)
     assert run.returncode == 2
     assert "sender_localpart" in run.stderr
+
+
+async def test_exclusive_appservice_users_get_no_push_actions(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """As in Synapse: users an appservice claims exclusively (bridged ghosts) get no push
+    actions or unread counts, so a big bridged room costs nothing per ghost; other members are
+    notified as usual."""
+    reg = _registration(tmp_path, None)
+    srv = server_factory("--open-registration", config_text=(
+        f'appservice_registrations = ["{reg}"]\n'))
+    async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+        alice = await register(http, unique("alice"))
+        bob = await register(http, unique("bob"))
+        r = await http.post("/_matrix/client/v3/createRoom", json={"preset": "public_chat"},
+                            headers=bearer(alice["access_token"]))
+        room_id = r.json()["room_id"]
+        assert (await _as_register(http, "_bridge_ghost", inhibit_login=True)).status_code == 200
+        ghost = "@_bridge_ghost:localhost"
+        for params, auth in (({"user_id": ghost}, AS_AUTH), ({}, bearer(bob["access_token"]))):
+            r = await http.post(f"/_matrix/client/v3/join/{room_id}", params=params,
+                                headers=auth)
+            assert r.status_code == 200, r.text
+        r = await http.put(f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/t1",
+                           json={"msgtype": "m.text", "body": "hello all"},
+                           headers=bearer(alice["access_token"]))
+        assert r.status_code == 200, r.text
+
+        async def notifications(params: dict[str, str], auth: dict[str, str]) -> int:
+            r = await http.get("/_matrix/client/v3/notifications", params=params, headers=auth)
+            assert r.status_code == 200, r.text
+            return len(r.json()["notifications"])
+
+        assert await notifications({"user_id": ghost}, AS_AUTH) == 0
+        assert await notifications({}, bearer(bob["access_token"])) == 1
+        r = await http.get("/_matrix/client/v3/sync", params={"user_id": ghost},
+                           headers=AS_AUTH)
+        counts = r.json()["rooms"]["join"][room_id]["unread_notifications"]
+        assert counts.get("notification_count", 0) == 0

@@ -187,6 +187,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     push_actions = PushActions(server_name=config.server_name, db=db, cache=room_cache,
                                rules=push_rules, unread_position=receipts.unread_position,
                                reader=room_reader)
+    push_actions.exclusive_appservice_user = appservices.is_exclusive_user
     pushers = Pushers(db)
     push_delivery = PushDelivery(db, room_cache, pushers)
     push_actions.add_notify_listener(push_delivery.on_notify)

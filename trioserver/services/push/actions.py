@@ -2,7 +2,9 @@
 
 `PushActions.prepare` runs in the append pipeline after an event batch is built and before it
 is written, under the room's serializer. For every joined local member other than the sender
-(and a local user invited by the event) it evaluates their push rules; the actions of matching
+(and a local user invited by the event) it evaluates their push rules - except users an
+application service claims exclusively (bridged "ghosts" never read their notifications; as in
+Synapse, they get no push actions or unread counts); the actions of matching
 rules that include "notify" are then written in the events' own transaction, so a woken /sync
 sees the counts together with the events and a send costs one commit.
 """
@@ -125,6 +127,19 @@ class PushActions:
         self._unread_position = unread_position
         self._reader = reader
         self._notify_listeners: list[NotifyListener] = []
+        # Set by the composition root: whether an appservice claims the user exclusively.
+        self.exclusive_appservice_user: Callable[[str], bool] | None = None
+        self._skip: dict[str, bool] = {}
+
+    def _skipped(self, user_id: str) -> bool:
+        known = self._skip.get(user_id)
+        if known is None:
+            check = self.exclusive_appservice_user
+            known = check is not None and check(user_id)
+            if len(self._skip) >= 100_000:
+                self._skip.clear()
+            self._skip[user_id] = known
+        return known
 
     def add_notify_listener(self, listener: NotifyListener) -> None:
         """Call `listener` after each committed batch that notified someone."""
@@ -148,7 +163,7 @@ class PushActions:
         loaded = await self._cache.events(member_ids.values())
         members = {u: loaded[e] for u, e in member_ids.items() if e in loaded}
         joined = [u for u, m in members.items() if m.membership == "join"]
-        local_joined = [u for u in joined if self._is_local(u)]
+        local_joined = [u for u in joined if self._is_local(u) and not self._skipped(u)]
         keys = [k for k in (("m.room.create", ""), ("m.room.power_levels", ""))
                 if k in state_after]
         found = await self._cache.events(state_after[k] for k in keys)
@@ -163,7 +178,7 @@ class PushActions:
                 prepared.redacted.append(event.redacts)
             recipients = [u for u in local_joined if u != event.sender]
             if event.type == "m.room.member" and event.state_key is not None and \
-                    self._is_local(event.state_key):
+                    self._is_local(event.state_key) and not self._skipped(event.state_key):
                 if event.membership == "join":
                     prepared.changed.add((event.state_key, room_id))  # counts start afresh
                 elif event.membership == "invite" and event.state_key != event.sender:
