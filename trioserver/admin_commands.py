@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +29,8 @@ from trioserver.services.passwords import PasswordHasher
 from trioserver.storage.db import Database, DatabaseError
 from trioserver.storage.migrations import MigrationError
 from trioserver.storage.repositories import admin_epoch as epoch_repo
+from trioserver.storage.repositories import deactivation as deactivation_repo
 from trioserver.storage.repositories import devices as devices_repo
-from trioserver.storage.repositories import profiles as profiles_repo
 from trioserver.storage.repositories import users as users_repo
 
 ADMIN_COMMANDS = ("reset-password", "deactivate", "list-users", "make-admin")
@@ -103,14 +104,15 @@ def reset_password(config: Config, db: Database, name: str, password_file: Path 
 
 
 def deactivate(config: Config, db: Database, name: str) -> dict[str, Any]:
-    """The in-server deactivation's effects: devices and tokens, profile, the flag."""
+    """The in-server deactivation's effects: devices and tokens, profile, pushers, the flag;
+    the user's rooms are queued, and a running server (woken by the epoch) or the next start
+    leaves them."""
     ids = _candidates(name, config.server_name)
 
     def txn(conn: apsw.Connection) -> tuple[str, list[str]]:
         uid = _find(conn, ids).user_id
-        deleted = devices_repo.delete_all_devices(conn, uid)
-        profiles_repo.delete_profile(conn, uid)
-        users_repo.mark_deactivated(conn, uid)
+        deleted = deactivation_repo.deactivate(conn, uid, erase=False,
+                                               now_ms=int(time.time() * 1000))
         epoch_repo.bump(conn)
         return uid, deleted
 

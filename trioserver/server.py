@@ -196,6 +196,7 @@ async def main(
             await nursery.start(services.search.run)
             await nursery.start(services.push_delivery.run)
             await nursery.start(services.appservice_delivery.run)
+            await nursery.start(services.room_parter.run)
             await nursery.start(systemd_notify.run_watchdog)
             await nursery.start(_wait_for_signal, stop)
             async with trio.open_nursery() as http:

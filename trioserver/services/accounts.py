@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from trioserver.services.sessions import MintedTokens, Requester, Sessions, rand
 from trioserver.services.uia import UIA, StageFailed
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import account_admin as account_admin_repo
+from trioserver.storage.repositories import deactivation as deactivation_repo
 from trioserver.storage.repositories import devices as devices_repo
 from trioserver.storage.repositories import profiles as profiles_repo
 from trioserver.storage.repositories import users as users_repo
@@ -93,6 +94,8 @@ class Accounts:
         self._limits = config.rate_limits
         # Set by the composition root: exclusive namespaces refuse normal registrations.
         self.appservices: AppServices | None = None
+        # Set by the composition root: wakes the task that takes deactivated users out of rooms.
+        self.on_deactivated: Callable[[], None] | None = None
 
     @property
     def server_name(self) -> str:
@@ -410,8 +413,8 @@ class Accounts:
             self._sessions.forget_device(requester.user_id)
             await self._sessions.devices_deleted(requester.user_id, deleted)
 
-    async def deactivate(self, requester: Requester) -> None:
-        await self.deactivate_user(requester.user_id)
+    async def deactivate(self, requester: Requester, *, erase: bool = False) -> None:
+        await self.deactivate_user(requester.user_id, erase=erase)
 
     async def reset_password(self, uid: str, new_password: str, *, logout_devices: bool) -> None:
         """An admin's password reset: no UIA, and every device logged out unless asked not."""
@@ -427,16 +430,15 @@ class Accounts:
             self._sessions.forget_device(uid)
             await self._sessions.devices_deleted(uid, deleted)
 
-    async def deactivate_user(self, uid: str) -> None:
-        def txn(conn: apsw.Connection) -> list[str]:
-            deleted = devices_repo.delete_all_devices(conn, uid)
-            profiles_repo.delete_profile(conn, uid)
-            users_repo.mark_deactivated(conn, uid)
-            return deleted
-
-        deleted = await self._db.write(txn)
+    async def deactivate_user(self, uid: str, *, erase: bool = False) -> None:
+        """Deactivate at once (devices, tokens, profile, pushers, password; with `erase`, the
+        account's non-event data too); its rooms are left in the background."""
+        deleted = await self._db.write(partial(deactivation_repo.deactivate, user_id=uid,
+                                               erase=erase, now_ms=now_ms()))
         self._sessions.forget_device(uid)
         await self._sessions.devices_deleted(uid, deleted)
+        if self.on_deactivated is not None:
+            self.on_deactivated()
 
     async def logout(self, requester: Requester) -> None:
         """POST /logout: the token's device is deleted with all its tokens."""

@@ -18,6 +18,7 @@ from trioserver.services.appservice.queries import query_alias
 from trioserver.services.appservice.registration import load_registrations
 from trioserver.services.appservice.registry import AppServices
 from trioserver.services.cross_signing import CrossSigning
+from trioserver.services.deactivation import RoomParter
 from trioserver.services.dehydrated_devices import DehydratedDevices
 from trioserver.services.devices import Devices
 from trioserver.services.e2ee import E2EEKeys
@@ -159,6 +160,8 @@ class Services:
     appservices: AppServices
     # Started by server.py: events pushed to each appservice, in order, exactly once.
     appservice_delivery: AppserviceDelivery
+    # Started by server.py: takes deactivated users out of their rooms.
+    room_parter: RoomParter
 
 
 def build_services(config: Config, db: Database, ttl: TTLStore,
@@ -195,6 +198,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
                         cache=room_cache, serializer=serializer, notifier=notifier,
                         commit_hook=push_actions.prepare)
     rooms = Rooms(config, db, room_cache, appender)
+    room_parter = RoomParter(db, rooms)
+    accounts.on_deactivated = room_parter.wake
     if appservices:
         rooms.alias_namespaces = appservices.alias_namespaces
         rooms.appservice_alias = partial(query_alias, appservices)
@@ -355,7 +360,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         dehydrated_devices=DehydratedDevices(db, sessions, e2ee, serializer),
         media=media,
         info=ServerInfo(base_url=config.base_url()),
-        admin_watch=AdminWatch(db, sessions, notifier),
+        admin_watch=AdminWatch(db, sessions, notifier, on_change=room_parter.wake),
         limiter=limiter,
         openid=OpenIdTokens(config.server_name, ttl),
         hierarchy=hierarchy,
@@ -378,4 +383,5 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         relations=Relations(db, room_cache, room_reader),
         appservices=appservices,
         appservice_delivery=appservice_delivery,
+        room_parter=room_parter,
     )

@@ -46,11 +46,11 @@ def create_blueprint(services: Services) -> Blueprint:
         requester = await authenticate(sessions)
         body = await json_body(optional=True)
         body.opt_str("id_server")
-        body.opt_bool("erase")
+        erase = body.opt_bool("erase") or False
         await accounts.require_password_uia(
             requester, body.opt_dict("auth"), method="POST", path=request.path
         )
-        await accounts.deactivate(requester)
+        await accounts.deactivate(requester, erase=erase)
         # We hold no third-party identifiers, so there is nothing to unbind.
         return reply({"id_server_unbind_result": "success"})
 
