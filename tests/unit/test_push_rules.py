@@ -11,6 +11,7 @@ import pytest
 
 from trioserver.errors import MatrixError
 from trioserver.services.push.conditions import (
+    DefaultEvaluation,
     RoomFacts,
     condition_matches,
     evaluate,
@@ -445,3 +446,48 @@ def test_a_shared_condition_cache_gives_each_recipient_their_own_result() -> Non
     assert results["@u2:hs"].rule_id == ".m.rule.is_user_mention"
     assert all(results[u] is None or results[u].rule_id != ".m.rule.is_user_mention"  # type: ignore[union-attr]
                for u in users if u != "@u2:hs")
+
+
+# -- the shared evaluation of pure-default rulesets ---------------------------------------------
+
+
+def _events_for_default_evaluation() -> list[dict[str, Any]]:
+    """Events that reach every predefined rule, mentioning and inviting ME or others."""
+    mentions = [{}, {"user_ids": [ME]}, {"user_ids": [OTHER]}, {"room": True},
+                {"user_ids": [ME], "room": True}]
+    out = [text("hi", **{"m.mentions": m}) for m in mentions]
+    out += [event(content={"msgtype": "m.notice", "body": "n", "m.mentions": m})
+            for m in mentions]
+    out += [event("m.room.member", {"membership": "invite"}, state_key=u) for u in (ME, OTHER)]
+    out += [event("m.room.member", {"membership": "join"}, state_key=ME),
+            event("m.room.tombstone", {}, state_key=""), event("m.reaction", {}),
+            event("m.room.server_acl", {}, state_key=""), event("m.call.invite", {}),
+            event("m.room.encrypted", {"m.mentions": {"user_ids": [ME]}}),
+            event("m.room.encrypted", {}), event("com.example.other", {}),
+            text("edit", **{"m.relates_to": {"rel_type": "m.replace"},
+                            "m.mentions": {"user_ids": [ME]}})]
+    return out
+
+
+@pytest.mark.parametrize("members", [2, 5])
+@pytest.mark.parametrize("power", [0, 50])
+def test_default_evaluation_equals_evaluate(members: int, power: float) -> None:
+    """DefaultEvaluation (computed once per event) gives each pure-default recipient exactly
+    what evaluating their whole ruleset gives."""
+    users = [ME, OTHER, "@third:hs"]
+    rulesets = {u: build_ruleset(u, [], {}) for u in users}
+    assert all(r.pure_default for r in rulesets.values())
+    room = facts(members, power)
+    for ev in _events_for_default_evaluation():
+        shared = DefaultEvaluation(ev, room, {})
+        for user in users:
+            expected = evaluate(rulesets[user], ev, room, None)
+            assert shared.result(rulesets[user]) == expected, (ev, user)
+
+
+def test_changed_or_own_rules_are_not_pure_default() -> None:
+    assert defaults().pure_default
+    assert not defaults({("override", ".m.rule.master"): DefaultChange(enabled=True)}
+                        ).pure_default
+    own = PushRule("room", ROOM, ("notify",))
+    assert not defaults(own=[own]).pure_default

@@ -25,6 +25,7 @@ from trioserver.services.events.event import Event
 from trioserver.services.events.power_levels import parse_level
 from trioserver.services.push.conditions import (
     ConditionCache,
+    DefaultEvaluation,
     RoomFacts,
     evaluate,
     highlights,
@@ -191,9 +192,16 @@ class PushActions:
             data = matchable(event)
             thread: str | None = None
             cache: ConditionCache = {}  # shared by this event's recipients
+            defaults: DefaultEvaluation | None = None
             for user_id in recipients:
-                rule = evaluate(rulesets[user_id], data, facts,
-                                display_name(members.get(user_id)), cache)
+                ruleset = rulesets[user_id]
+                if ruleset.pure_default:
+                    if defaults is None:
+                        defaults = DefaultEvaluation(data, facts, cache)
+                    rule = defaults.result(ruleset)
+                else:
+                    rule = evaluate(ruleset, data, facts, display_name(members.get(user_id)),
+                                    cache)
                 if rule is None or not notifies(rule.actions):
                     continue
                 if thread is None:

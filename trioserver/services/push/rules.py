@@ -152,11 +152,18 @@ class Ruleset:
     """One user's rules, per kind in priority order."""
 
     by_kind: Mapping[str, tuple[PushRule, ...]]
+    # Only the server-default rules, none changed: the same rules as every such user's, but
+    # for the user ID substituted in them (see `user_dependent`).
+    pure_default: bool = False
 
     def ordered(self) -> Iterator[PushRule]:
         """Every rule in the order evaluation checks them."""
         for kind in KINDS:
             yield from self.by_kind.get(kind, ())
+
+    @cached_property
+    def ordered_rules(self) -> tuple[PushRule, ...]:
+        return tuple(self.ordered())
 
     def find(self, kind: str, rule_id: str) -> PushRule | None:
         return next((r for r in self.by_kind.get(kind, ()) if r.rule_id == rule_id), None)
@@ -187,7 +194,26 @@ def build_ruleset(user_id: str, user_rules: Sequence[PushRule],
         first = [r for r in defaults[kind] if r.rule_id == MASTER_RULE_ID]
         rest = [r for r in defaults[kind] if r.rule_id != MASTER_RULE_ID]
         by_kind[kind] = (*first, *own[kind], *rest)
-    return Ruleset(by_kind)
+    return Ruleset(by_kind, pure_default=not user_rules and not changes)
+
+
+def _mentions_user(value: Any) -> bool:
+    if value == _USER:
+        return True
+    if isinstance(value, Mapping):
+        return any(_mentions_user(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_mentions_user(v) for v in value)
+    return False
+
+
+# The server-default ruleset with the placeholder for the user ID, and the positions (in
+# evaluation order) of the rules that name the user: for a pure-default ruleset every other
+# rule is the same for every user, so its result for an event can be computed once.
+DEFAULT_TEMPLATE = build_ruleset(_USER, (), {})
+USER_DEPENDENT: tuple[int, ...] = tuple(
+    i for i, rule in enumerate(DEFAULT_TEMPLATE.ordered_rules)
+    if _mentions_user(rule.conditions) or rule.pattern == _USER or rule.shared_key is None)
 
 
 # -- validating client input -------------------------------------------------------------------
