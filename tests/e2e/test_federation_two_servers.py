@@ -19,6 +19,7 @@ from tests.e2e.helpers import (
     room_path,
     send_text,
 )
+from tests.e2e.sliding_helpers import V4, Conn
 from tests.federation_peer import Peer, free_port, start_tls_peer
 from tests.server_process import start_server
 from tests.tls_certs import make_cert
@@ -304,3 +305,72 @@ async def test_create_room_with_a_remote_invitee_reaches_them(peers: tuple[Peer,
         r = await hb.post(f"/_matrix/client/v3/join/{room}", json={},
                           headers=bearer(bob["access_token"]))
         assert r.status_code == 200, r.text
+
+
+async def test_sliding_sync_lists_invites_and_knocks_from_other_servers(
+        peers: tuple[Peer, Peer]) -> None:
+    """Element X-class clients see invites from (and knocks on) rooms of another server with
+    the stripped state it sent, in the invites list, woken from a long-poll; once answered,
+    the rooms move on (joined with a timeline, rejected as left)."""
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice = await register(ha, "alice")
+        bob = await register(hb, "bob")
+        conn = Conn(hb, bob["access_token"], V4)
+        lists = {"all": V4.list_config(5, range_=(0, 20)),
+                 "invites": V4.list_config(0, range_=(0, 20), filters={"is_invited": True})}
+        first = await conn.sync(lists)
+        assert first["lists"]["invites"]["count"] == 0
+        knockable = await create_room(ha, alice["access_token"], preset="private_chat",
+                                      name="knock here", initial_state=[{
+                                          "type": "m.room.join_rules", "state_key": "",
+                                          "content": {"join_rule": "knock"}}])
+        r = await hb.post(f"/_matrix/client/v3/knock/{knockable}", params={"via": a.name},
+                          json={}, headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        rooms = []
+        for name in ("accept me", "reject me"):
+            room = await create_room(ha, alice["access_token"], preset="private_chat",
+                                     name=name)
+            r = await ha.post(room_path(room, "invite"), json={"user_id": bob["user_id"]},
+                              headers=bearer(alice["access_token"]))
+            assert r.status_code == 200, r.text
+            rooms.append(room)
+        accept, reject = rooms
+        seen: dict[str, Any] = {}
+        with trio.fail_after(DEADLINE_S):
+            while set(seen) != {accept, reject, knockable}:
+                body = await conn.sync(lists, timeout_ms=5000)
+                seen.update(body.get("rooms", {}))
+        assert body["lists"]["invites"]["count"] == 2
+        for room_id, membership, name in ((accept, "invite", "accept me"),
+                                          (reject, "invite", "reject me"),
+                                          (knockable, "knock", "knock here")):
+            result = seen[room_id]
+            assert result["membership"] == membership, result
+            stripped = result["stripped_state"]
+            assert [e["content"]["name"] for e in stripped if e["type"] == "m.room.name"] \
+                == [name]
+            assert stripped[-1]["state_key"] == bob["user_id"]
+            assert stripped[-1]["content"]["membership"] == membership
+        # Nothing new: the long-poll waits instead of re-sending them.
+        quiet = await conn.sync(lists, timeout_ms=300)
+        assert not quiet.get("rooms")
+
+        r = await hb.post(f"/_matrix/client/v3/join/{accept}", json={},
+                          headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        r = await hb.post(room_path(reject, "leave"), json={},
+                          headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        after: dict[str, Any] = {}
+        with trio.fail_after(DEADLINE_S):
+            while after.get(accept, {}).get("membership") != "join" or \
+                    after.get(reject, {}).get("membership") != "leave":
+                body = await conn.sync(lists, timeout_ms=5000)
+                after.update(body.get("rooms", {}))
+        assert after[accept]["initial"] is True
+        assert any(e["type"] == "m.room.create" for e in after[accept]["timeline"]) or \
+            after[accept]["timeline"]
+        assert body["lists"]["invites"]["count"] == 0

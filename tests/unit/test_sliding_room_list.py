@@ -8,7 +8,7 @@ from typing import Any
 
 from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.sliding_sync.activity import RoomActivity
-from trioserver.services.sliding_sync.room_list import RoomLister
+from trioserver.services.sliding_sync.room_list import RoomLister, _stripped_flags
 from trioserver.storage.db import Database
 
 
@@ -49,3 +49,16 @@ async def test_rows_read_across_a_change_are_not_cached(tmp_path: Path) -> None:
     await lister.build("@b:x", ())
     assert "@b:x" in lister._memberships
     db.close()
+
+
+def test_stripped_flags_of_remote_rooms() -> None:
+    """A remote invite's room type and encryption come from the stripped state it carried
+    (only state events with an empty state key count)."""
+    assert _stripped_flags(()) == (None, False)
+    space = ({"type": "m.room.create", "state_key": "", "content": {"type": "m.space"}},
+             {"type": "m.room.encryption", "state_key": "", "content": {}})
+    assert _stripped_flags(space) == ("m.space", True)
+    odd = ({"type": "m.room.create", "state_key": "x", "content": {"type": "m.space"}},
+           {"type": "m.room.create", "state_key": "", "content": {"type": 5}},
+           {"type": "m.room.encryption", "state_key": "nope", "content": {}})
+    assert _stripped_flags(odd) == (None, False)

@@ -58,6 +58,13 @@ class RoomDataBuilder:
         out: dict[str, Any] = {"membership": entry.membership, "bump_stamp": entry.bump_stamp}
         if req.lists:
             out["lists"] = list(req.lists)
+        if entry.remote_state is not None:
+            # A room of another server we are not in: only what its invite or knock carried.
+            if req.sent is None or req.sent.membership != entry.membership:
+                out["initial"] = True
+            out["stripped_state"] = list(entry.remote_state)
+            return out, RoomSent(entry.member_pos, req.config, entry.membership,
+                                 timeline_have=ALL_OF_IT, is_dm=req.is_dm)
         if entry.membership in ("invite", "knock") or (
                 entry.membership == "leave" and await self._never_joined(user_id, entry)):
             if req.sent is None or req.sent.membership != entry.membership:

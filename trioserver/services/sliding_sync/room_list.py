@@ -3,7 +3,9 @@
 MSC4186: the list holds rooms the user is joined to, invited to, knocked on, was kicked or
 banned from (banned only if they had joined), and rooms they left themselves only if this
 connection was already sent them. Ordered by recent activity (newest event for joined rooms,
-the membership event otherwise), never by bump_stamp.
+the membership event otherwise), never by bump_stamp. Invites from and knocks on rooms of other
+servers that this server is not in come from `remote_invites`, with the stripped state the
+inviting server sent; once answered they show as left to connections that had them.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from typing import Any, NamedTuple
 import apsw
 
 from trioserver.services.account_data import tags_of
-from trioserver.services.events.event import Event
+from trioserver.services.events.event import Event, MalformedEvent
+from trioserver.services.events.room_versions import get_room_version
 from trioserver.services.rooms.cache import RoomCache
 from trioserver.services.sliding_sync.activity import RoomActivity
 from trioserver.services.sliding_sync.model import RoomFilters
 from trioserver.storage.db import Database
 from trioserver.storage.repositories import account_data as ad_repo
 from trioserver.storage.repositories import events as events_repo
+from trioserver.storage.repositories import remote_invites as invites_repo
 from trioserver.storage.repositories import room_list as list_repo
 from trioserver.storage.repositories import rooms as rooms_repo
 
@@ -39,6 +43,9 @@ class Entry(NamedTuple):
     member_pos: int
     activity: int
     bump_stamp: int
+    # A room of another server this server is not in: its stripped state (the invite's or the
+    # knock's); None for rooms with local state.
+    remote_state: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass
@@ -59,6 +66,7 @@ class _Snapshot:
     memberships: list[events_repo.MembershipRow]
     forgotten: set[str]
     direct: dict[str, Any] | None
+    remote: list[invites_repo.RemoteInvite]
 
 
 class RoomLister:
@@ -84,7 +92,8 @@ class RoomLister:
             rows = cached if cached is not None else events_repo.user_memberships(conn, user_id)
             return _Snapshot(events_repo.max_stream_ordering(conn), rows,
                              rooms_repo.forgotten(conn, user_id),
-                             ad_repo.get(conn, user_id, ad_repo.GLOBAL, "m.direct"))
+                             ad_repo.get(conn, user_id, ad_repo.GLOBAL, "m.direct"),
+                             invites_repo.of_user(conn, user_id))
 
         snap = await self._db.read(txn)
         if cached is not None:
@@ -121,6 +130,10 @@ class RoomLister:
             self_left = membership == "leave" and event.sender == user_id
             if self_left and m.room_id not in previously_sent:
                 continue
+            listed.append(entry)
+        for entry in _remote_entries(snap, visible.keys(), previously_sent):
+            if entry.membership != "leave":
+                visible[entry.room_id] = entry
             listed.append(entry)
         listed.sort(key=_newest_first)
         return RoomList(snap.upto, listed, {e.room_id: e for e in listed},
@@ -168,7 +181,10 @@ class RoomLister:
     async def _flags(self, rooms: RoomList) -> dict[str, tuple[str | None, bool]]:
         """room -> (room type from its create event, whether it is encrypted)."""
         if rooms._flags is None:
-            rooms._flags = await self._activity.flags(e.room_id for e in rooms.entries)
+            rooms._flags = await self._activity.flags(
+                e.room_id for e in rooms.entries if e.remote_state is None)
+            rooms._flags.update({e.room_id: _stripped_flags(e.remote_state)
+                                 for e in rooms.entries if e.remote_state is not None})
         return rooms._flags
 
     async def _tags(self, user_id: str, rooms: RoomList) -> dict[str, frozenset[str]]:
@@ -195,6 +211,47 @@ class RoomLister:
                 if isinstance(via, list) and via:
                     children.add(child)
         return children
+
+
+def _remote_entries(snap: _Snapshot, local: Collection[str], previously_sent: Collection[str]
+                    ) -> list[Entry]:
+    """Entries for invites and knocks from rooms of other servers: open ones, and answered ones
+    (as "leave") for a connection that was sent them. A room with local state is left to it."""
+    out: list[Entry] = []
+    for row in snap.remote:
+        if row.room_id in local or row.room_id in snap.forgotten or row.list_pos > snap.upto:
+            continue
+        if not row.active and row.room_id not in previously_sent:
+            continue
+        version = get_room_version(row.room_version)
+        if version is None:
+            continue
+        try:
+            event = Event.from_pdu(dict(row.pdu), version, known_event_id=row.event_id)
+        except MalformedEvent:
+            continue
+        own: dict[str, Any] = {k: row.pdu[k] for k in ("type", "state_key", "sender", "content")
+               if k in row.pdu}
+        membership = row.membership if row.active else "leave"
+        out.append(Entry(row.room_id, membership, event, row.list_pos, row.list_pos,
+                         row.list_pos, remote_state=(*row.invite_state, own)))
+    return out
+
+
+def _stripped_flags(stripped: tuple[dict[str, Any], ...]) -> tuple[str | None, bool]:
+    """(room type, encrypted) as far as a remote room's stripped state tells."""
+    room_type: str | None = None
+    encrypted = False
+    for event in stripped:
+        if event.get("state_key") != "":
+            continue
+        content = event.get("content")
+        if event.get("type") == "m.room.create" and isinstance(content, dict):
+            value = content.get("type")
+            room_type = value if isinstance(value, str) else None
+        elif event.get("type") == "m.room.encryption":
+            encrypted = True
+    return room_type, encrypted
 
 
 def _newest_first(entry: Entry) -> tuple[int, str]:

@@ -23,15 +23,17 @@ class RemoteInvite:
     pdu: dict[str, object]
     active: bool
     membership: str = "invite"
+    list_pos: int = 0  # the room-event position when it arrived or ended (sliding sync order)
 
 
 _COLS = ("stream_id, user_id, room_id, event_id, room_version, inviter, invite_state, pdu,"
-         " active, membership")
+         " active, membership, list_pos")
+_EVENTS_END = "(SELECT coalesce(max(stream_ordering), 0) FROM events)"
 
 
 def _row(r: tuple[Any, ...]) -> RemoteInvite:
     return RemoteInvite(int(r[0]), r[1], r[2], r[3], r[4], r[5], json.loads(r[6]),
-                        decode_pdu(r[7]), bool(r[8]), r[9])
+                        decode_pdu(r[7]), bool(r[8]), r[9], int(r[10]))
 
 
 def put(conn: apsw.Connection, *, user_id: str, room_id: str, event_id: str,
@@ -43,7 +45,8 @@ def put(conn: apsw.Connection, *, user_id: str, room_id: str, event_id: str,
                  (user_id, room_id))
     row = conn.execute(
         "INSERT INTO remote_invites (user_id, room_id, event_id, room_version, inviter,"
-        " invite_state, pdu, membership) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING stream_id",
+        " invite_state, pdu, membership, list_pos) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+        + _EVENTS_END + ") RETURNING stream_id",
         (user_id, room_id, event_id, room_version, inviter, json.dumps(invite_state),
          encode_pdu(pdu), membership)).fetchone()
     assert row is not None
@@ -61,8 +64,8 @@ def close(conn: apsw.Connection, user_id: str, room_id: str) -> int | None:
     conn.execute("DELETE FROM remote_invites WHERE stream_id = ?", (invite.stream_id,))
     new = conn.execute(
         "INSERT INTO remote_invites (user_id, room_id, event_id, room_version, inviter,"
-        " invite_state, pdu, active, membership) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)"
-        " RETURNING stream_id",
+        " invite_state, pdu, active, membership, list_pos) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, "
+        + _EVENTS_END + ") RETURNING stream_id",
         (invite.user_id, invite.room_id, invite.event_id, invite.room_version,
          invite.inviter, json.dumps(invite.invite_state), encode_pdu(invite.pdu),
          invite.membership)).fetchone()
@@ -84,4 +87,12 @@ def changed(conn: apsw.Connection, user_id: str, since: int | None, upto: int
         "SELECT " + _COLS + " FROM remote_invites WHERE user_id = ? AND stream_id > ?"
         " AND stream_id <= ?" + (" AND active = 1" if since is None else "") +
         " ORDER BY stream_id", (user_id, since or 0, upto))
+    return [_row(r) for r in rows]
+
+
+def of_user(conn: apsw.Connection, user_id: str) -> list[RemoteInvite]:
+    """Every room of the user's invites and knocks from other servers, open or ended (one row
+    per room)."""
+    rows = conn.execute("SELECT " + _COLS + " FROM remote_invites WHERE user_id = ?"
+                        " ORDER BY stream_id", (user_id,))
     return [_row(r) for r in rows]
