@@ -374,3 +374,28 @@ async def test_sliding_sync_lists_invites_and_knocks_from_other_servers(
         assert any(e["type"] == "m.room.create" for e in after[accept]["timeline"]) or \
             after[accept]["timeline"]
         assert body["lists"]["invites"]["count"] == 0
+
+
+async def test_retracting_a_knock_reaches_the_room_server(peers: tuple[Peer, Peer]) -> None:
+    """Leaving a room one knocked on over federation retracts the knock on the room's server
+    (make_leave / send_leave through the server the knock went to), not only locally."""
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice = await register(ha, "alice")
+        bob = await register(hb, "bob")
+        room = await create_room(ha, alice["access_token"], preset="private_chat",
+                                 initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                                 "content": {"join_rule": "knock"}}])
+        r = await hb.post(f"/_matrix/client/v3/knock/{room}", params={"via": a.name},
+                          json={}, headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        r = await hb.post(room_path(room, "leave"), json={},
+                          headers=bearer(bob["access_token"]))
+        assert r.status_code == 200, r.text
+        r = await ha.get(room_path(room, "state", "m.room.member", bob["user_id"]),
+                         headers=bearer(alice["access_token"]))
+        assert r.json()["membership"] == "leave", r.text
+        synced = (await hb.get("/_matrix/client/v3/sync",
+                               headers=bearer(bob["access_token"]))).json()
+        assert room not in synced.get("rooms", {}).get("knock", {})

@@ -118,8 +118,11 @@ class Invites:
         return {"event": signed}
 
     async def inviter_server(self, user_id: str, room_id: str) -> str | None:
+        """The server to join or answer through: the inviter's, or the one a knock went to
+        (None when there is none, or it would be this server)."""
         row = await self._db.read(lambda c: invites_repo.get(c, user_id, room_id))
-        return _server_of(row.inviter) if row is not None else None
+        server = row.server if row is not None else None
+        return server if server != self._server_name else None
 
     async def close(self, user_id: str, room_id: str) -> None:
         """The user joined or rejected the room: the invite ends (syncs see it go)."""
@@ -160,7 +163,7 @@ class Invites:
                     invites_repo.put, user_id=user_id, room_id=room_id,
                     event_id=event.event_id, room_version=version.identifier,
                     inviter=user_id, invite_state=state, pdu=dict(event.pdu),
-                    membership="knock"))
+                    membership="knock", via=server))
                 self._position.advance(position)
                 self._notifier.notify([user_key(user_id)])
                 return
@@ -187,10 +190,13 @@ class Invites:
         return Event.from_pdu(signed, version)
 
     async def reject(self, user_id: str, room_id: str) -> None:
-        """Reject an invite to a room on another server: a leave through make_leave /
-        send_leave at the inviter's server (best effort: the invite ends here either way)."""
+        """Reject an invite to (or retract a knock on) a room on another server: a leave
+        through make_leave / send_leave at the inviter's server or the one the knock went to
+        (best effort: it ends here either way)."""
         row = await self._db.read(lambda c: invites_repo.get(c, user_id, room_id))
-        server = _server_of(row.inviter) if row is not None else None
+        server = row.server if row is not None else None
+        if server == self._server_name:
+            server = None
         version = get_room_version(row.room_version) if row is not None else None
         if server is not None and version is not None:
             try:

@@ -24,31 +24,40 @@ class RemoteInvite:
     active: bool
     membership: str = "invite"
     list_pos: int = 0  # the room-event position when it arrived or ended (sliding sync order)
+    via: str | None = None  # for a knock: the server it went through
+
+    @property
+    def server(self) -> str | None:
+        """The server to answer through: a knock's, or the inviter's."""
+        if self.via is not None:
+            return self.via
+        _, _, server = self.inviter.partition(":")
+        return server or None
 
 
 _COLS = ("stream_id, user_id, room_id, event_id, room_version, inviter, invite_state, pdu,"
-         " active, membership, list_pos")
+         " active, membership, list_pos, via")
 _EVENTS_END = "(SELECT coalesce(max(stream_ordering), 0) FROM events)"
 
 
 def _row(r: tuple[Any, ...]) -> RemoteInvite:
     return RemoteInvite(int(r[0]), r[1], r[2], r[3], r[4], r[5], json.loads(r[6]),
-                        decode_pdu(r[7]), bool(r[8]), r[9], int(r[10]))
+                        decode_pdu(r[7]), bool(r[8]), r[9], int(r[10]), r[11])
 
 
 def put(conn: apsw.Connection, *, user_id: str, room_id: str, event_id: str,
         room_version: str, inviter: str, invite_state: list[dict[str, Any]],
-        pdu: dict[str, object], membership: str = "invite") -> int:
+        pdu: dict[str, object], membership: str = "invite", via: str | None = None) -> int:
     """Record (or replace) the user's invite to (or knock on) the room; returns its new
     stream_id. `inviter` is the inviting user, or for a knock the user themselves."""
     conn.execute("DELETE FROM remote_invites WHERE user_id = ? AND room_id = ?",
                  (user_id, room_id))
     row = conn.execute(
         "INSERT INTO remote_invites (user_id, room_id, event_id, room_version, inviter,"
-        " invite_state, pdu, membership, list_pos) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+        " invite_state, pdu, membership, via, list_pos) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
         + _EVENTS_END + ") RETURNING stream_id",
         (user_id, room_id, event_id, room_version, inviter, json.dumps(invite_state),
-         encode_pdu(pdu), membership)).fetchone()
+         encode_pdu(pdu), membership, via)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -64,11 +73,11 @@ def close(conn: apsw.Connection, user_id: str, room_id: str) -> int | None:
     conn.execute("DELETE FROM remote_invites WHERE stream_id = ?", (invite.stream_id,))
     new = conn.execute(
         "INSERT INTO remote_invites (user_id, room_id, event_id, room_version, inviter,"
-        " invite_state, pdu, active, membership, list_pos) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, "
-        + _EVENTS_END + ") RETURNING stream_id",
+        " invite_state, pdu, active, membership, via, list_pos)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, " + _EVENTS_END + ") RETURNING stream_id",
         (invite.user_id, invite.room_id, invite.event_id, invite.room_version,
          invite.inviter, json.dumps(invite.invite_state), encode_pdu(invite.pdu),
-         invite.membership)).fetchone()
+         invite.membership, invite.via)).fetchone()
     assert new is not None
     return int(new[0])
 
