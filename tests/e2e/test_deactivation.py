@@ -163,3 +163,61 @@ async def test_queue_survives_a_restart(server_factory: ServerFactory,
     async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
         await wait_for_leave(http, owner["access_token"], rooms, leaver["user_id"])
     assert read_db(srv.data_dir, "SELECT count(*) FROM deactivation_queue") == [(0,)]
+
+
+async def _bodies_seen(http: httpx.AsyncClient, token: str, room_id: str, sender: str
+                       ) -> list[Any]:
+    r = await http.get(room_path(room_id, "messages"), params={"dir": "b", "limit": "50"},
+                       headers=bearer(token))
+    assert r.status_code == 200, r.text
+    return [e["content"].get("body") for e in r.json()["chunk"]
+            if e["type"] == "m.room.message" and e["sender"] == sender]
+
+
+async def test_erased_users_events_are_redacted_for_later_joiners(
+        server_factory: ServerFactory) -> None:
+    """Spec (deactivateAccount `erase`): users who join after the erasure are served redacted
+    copies of the erased user's events; users who could see them before still can. Without
+    `erase`, nothing is redacted."""
+    srv = server_factory("--open-registration", "--no-rate-limits")
+    async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+        owner = await register(http, unique("owner"))
+        eraser = await register(http, unique("eraser"))
+        keeper = await register(http, unique("keeper"))
+        room_id = await create_room(http, owner["access_token"], preset="public_chat")
+        for account in (eraser, keeper):
+            await join_room(http, account["access_token"], room_id)
+        secret = await send_text(http, eraser["access_token"], room_id, "erase me")
+        await send_text(http, keeper["access_token"], room_id, "keep me")
+        await deactivate(http, eraser, erase=True)
+        await deactivate(http, keeper)
+        newcomer = await register(http, unique("newcomer"))
+        await join_room(http, newcomer["access_token"], room_id)
+
+        # The owner was there: the original. The newcomer: redacted; the keeper's stays.
+        assert await _bodies_seen(http, owner["access_token"], room_id,
+                                  eraser["user_id"]) == ["erase me"]
+        assert await _bodies_seen(http, newcomer["access_token"], room_id,
+                                  eraser["user_id"]) == [None]
+        assert await _bodies_seen(http, newcomer["access_token"], room_id,
+                                  keeper["user_id"]) == ["keep me"]
+        r = await http.get(room_path(room_id, "event", secret),
+                           headers=bearer(newcomer["access_token"]))
+        assert r.status_code == 200, r.text
+        assert r.json()["content"] == {}
+        r = await http.get(room_path(room_id, "event", secret),
+                           headers=bearer(owner["access_token"]))
+        assert r.json()["content"]["body"] == "erase me"
+        # The newcomer's /sync timeline too.
+        r = await http.get("/_matrix/client/v3/sync", headers=bearer(newcomer["access_token"]),
+                           params={"filter": '{"room": {"timeline": {"limit": 50}}}'})
+        timeline = r.json()["rooms"]["join"][room_id]["timeline"]["events"]
+        erased = [e for e in timeline if e["event_id"] == secret]
+        assert erased and erased[0]["content"] == {}
+        # Search does not hand the erased text to the newcomer either.
+        r = await http.post("/_matrix/client/v3/search", headers=bearer(
+            newcomer["access_token"]), json={"search_categories": {"room_events": {
+                "search_term": "erase"}}})
+        results = r.json()["search_categories"]["room_events"]["results"]
+        assert all(x["result"]["content"] == {} for x in results
+                   if x["result"]["event_id"] == secret)

@@ -96,6 +96,8 @@ class Accounts:
         self.appservices: AppServices | None = None
         # Set by the composition root: wakes the task that takes deactivated users out of rooms.
         self.on_deactivated: Callable[[], None] | None = None
+        # Set by the composition root: the room reader then shows the user's events redacted.
+        self.on_erased: Callable[[str], None] | None = None
 
     @property
     def server_name(self) -> str:
@@ -437,6 +439,8 @@ class Accounts:
                                                erase=erase, now_ms=now_ms()))
         self._sessions.forget_device(uid)
         await self._sessions.devices_deleted(uid, deleted)
+        if erase and self.on_erased is not None:
+            self.on_erased(uid)
         if self.on_deactivated is not None:
             self.on_deactivated()
 

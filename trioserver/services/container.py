@@ -200,6 +200,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     rooms = Rooms(config, db, room_cache, appender)
     room_parter = RoomParter(db, rooms)
     accounts.on_deactivated = room_parter.wake
+    accounts.on_erased = room_reader.mark_erased
     if appservices:
         rooms.alias_namespaces = appservices.alias_namespaces
         rooms.appservice_alias = partial(query_alias, appservices)

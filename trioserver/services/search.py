@@ -128,7 +128,8 @@ class Search:
         stored, next_position, total = await self._db.read(
             lambda c: self._collect(c, user_id, query, flt, req.order_by, position, limit))
         parsed = await self._cache.events(s.event_id for s, _ in stored)
-        events = await self._reader.format([parsed[s.event_id] for s, _ in stored])
+        events = await self._reader.format([parsed[s.event_id] for s, _ in stored],
+                                           user_id=user_id)
         results: list[dict[str, Any]] = []
         for (hit_stored, rank), event in zip(stored, events, strict=True):
             item: dict[str, Any] = {"rank": rank, "result": event}

@@ -15,10 +15,12 @@ def client_event(
     redacted_because: Event | None = None,
     txn_id: str | None = None,
     include_room_id: bool = True,
+    erased: bool = False,
 ) -> dict[str, Any]:
-    """The client format of `event`, redacted if a redaction of it was accepted."""
+    """The client format of `event`, redacted if a redaction of it was accepted, or if its
+    sender asked for erasure and the reader may only see it redacted (`erased`)."""
     content: Any = event.content
-    if redacted_because is not None:
+    if redacted_because is not None or erased:
         content = redact(dict(event.pdu), event.room_version)["content"]
     out: dict[str, Any] = {
         "event_id": event.event_id,

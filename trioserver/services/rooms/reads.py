@@ -13,8 +13,9 @@ from trioserver.services.events.event import Event
 from trioserver.services.rooms.bundles import bundle
 from trioserver.services.rooms.cache import RoomCache, RoomView
 from trioserver.services.rooms.client_format import client_event
-from trioserver.services.rooms.visibility import Visibility
+from trioserver.services.rooms.visibility import Visibility, joined_at
 from trioserver.storage.db import Database
+from trioserver.storage.repositories import deactivation as deactivation_repo
 from trioserver.storage.repositories import events as events_repo
 from trioserver.storage.repositories import relations as relations_repo
 from trioserver.storage.repositories.events import StoredEvent
@@ -104,6 +105,30 @@ class RoomReader:
         # Set by the composition root with federation: fetch older history of a room from the
         # other servers in it; returns how many events were added.
         self.backfill: Callable[[str], Awaitable[int]] | None = None
+        # Users who asked for erasure (loaded on first use, then kept current by mark_erased).
+        self._erased: set[str] | None = None
+        self._marked: set[str] = set()
+
+    def mark_erased(self, user_id: str) -> None:
+        """The user was deactivated with erasure (the database already says so)."""
+        self._marked.add(user_id)  # also covers a first load racing with this erasure
+
+    async def _erased_for(self, reader: str | None, events: Sequence[Event]) -> set[str]:
+        """Events to show `reader` redacted because their sender asked for erasure: those at
+        which the reader was not joined (who could see them then still can; spec
+        deactivateAccount `erase`). Message events only: room state stays whole (a room named
+        by an erased user keeps its name; their membership events carry nothing erasable)."""
+        if reader is None:
+            return set()
+        if self._erased is None:
+            self._erased = await self._db.read(deactivation_repo.erased_users)
+        erased = self._erased | self._marked if self._marked else self._erased
+        targets = [e.event_id for e in events
+                   if e.sender in erased and e.state_key is None and e.sender != reader]
+        if not targets:
+            return set()
+        joined = await self._db.read(lambda c: joined_at(c, reader, targets))
+        return set(targets) - joined
 
     async def _room(self, room_id: str) -> RoomView:
         view = await self._cache.room(room_id)
@@ -136,8 +161,9 @@ class RoomReader:
         because = await self._cache.events(redactions.values())
         bundled = await bundle([e for e in events if e.event_id not in redactions], found,
                                self._cache.events, reader)
+        erased = await self._erased_for(reader, events)
         out = [client_event(e, redacted_because=because.get(redactions.get(e.event_id, "")),
-                            txn_id=txn_ids.get(e.event_id))
+                            txn_id=txn_ids.get(e.event_id), erased=e.event_id in erased)
                for e in events]
         for formatted in out:
             relations = bundled.get(formatted["event_id"])
@@ -183,7 +209,7 @@ class RoomReader:
                 not await self._visibility.filter(user_id, room_id, [s]):
             raise not_found("Event not found")
         device = (user_id, device_id) if device_id else None
-        return (await self.format(await self._parse([s]), device))[0]
+        return (await self.format(await self._parse([s]), device, user_id))[0]
 
     async def state(self, user_id: str, room_id: str) -> list[dict[str, Any]]:
         view = await self._room(room_id)

@@ -95,6 +95,13 @@ def visible_events(conn: apsw.Connection, user_id: str, room_id: str,
     return visible
 
 
+def joined_at(conn: apsw.Connection, user_id: str, event_ids: Sequence[str]) -> set[str]:
+    """The events (of those given) at which `user_id` was joined to the room."""
+    stored = events_repo.get_events(conn, list(event_ids))
+    return {event_id for event_id, s in stored.items()
+            if _at(conn, s.state_after, user_id).membership == "join"}
+
+
 class Visibility:
     def __init__(self, db: Database) -> None:
         self._db = db

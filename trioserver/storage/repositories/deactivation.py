@@ -55,3 +55,8 @@ def done(conn: apsw.Connection, user_id: str) -> None:
 def is_erased(conn: apsw.Connection, user_id: str) -> bool:
     row = conn.execute("SELECT erased FROM users WHERE user_id = ?", (user_id,)).fetchone()
     return bool(row and row[0])
+
+
+def erased_users(conn: apsw.Connection) -> set[str]:
+    """Users who asked for erasure (few: the set is kept in memory)."""
+    return {r[0] for r in conn.execute("SELECT user_id FROM users WHERE erased = 1")}
