@@ -213,7 +213,7 @@ async def test_erased_users_events_are_redacted_for_later_joiners(
                            params={"filter": '{"room": {"timeline": {"limit": 50}}}'})
         timeline = r.json()["rooms"]["join"][room_id]["timeline"]["events"]
         erased = [e for e in timeline if e["event_id"] == secret]
-        assert erased and erased[0]["content"] == {}
+        assert [e["content"] for e in erased] == [{}]
         # Search does not hand the erased text to the newcomer either.
         r = await http.post("/_matrix/client/v3/search", headers=bearer(
             newcomer["access_token"]), json={"search_categories": {"room_events": {
