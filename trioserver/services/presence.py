@@ -248,6 +248,10 @@ class Presence:
         return presence_content(current.state, current.status_msg, current.last_active_ts,
                                 current.currently_active, self._clock())
 
+    def not_offline(self) -> list[tuple[str, UserPresence]]:
+        """Users (ours and others') whose presence is not offline, as kept in memory."""
+        return [(u, p) for u, p in self._users.items() if p.state != OFFLINE]
+
     # -- timeouts -------------------------------------------------------------------------
 
     def _timed_out(self, p: UserPresence, now: int) -> UserPresence | None:

@@ -13,6 +13,9 @@ server"); anything else in it is ignored, the rest of the EDU still applies.
 Timeouts, as Synapse: another server's typer expires after `REMOTE_TYPING_TIMEOUT_S` without
 news, and while one of our users keeps renewing their typing, it is sent again at most every
 `TYPING_PING_INTERVAL_S` (below that timeout), so a renewal is not one EDU per keystroke.
+Servers count another server's user offline after 30 minutes without news (Synapse's
+FEDERATION_TIMEOUT, and ours), so the presence of our users who are not offline is sent again
+when `PRESENCE_PING_INTERVAL_S` passed since it was last sent, changed or not.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 REMOTE_TYPING_TIMEOUT_S = 60.0
 TYPING_PING_INTERVAL_S = 40.0
 MAX_JOBS = 1_000
+PRESENCE_PING_INTERVAL_S = 25 * 60.0
 
 QueueEdu = Callable[[str, str, dict[str, Any]], None]
 OriginAllowed = Callable[[str, str], Awaitable[bool]]
@@ -54,7 +58,8 @@ class EphemeralFederation:
     def __init__(self, server_name: str, db: Database, servers: RoomServers,
                  queue_edu: QueueEdu, *, typing: Typing, receipts: Receipts,
                  presence: Presence, origin_allowed: OriginAllowed,
-                 clock: Callable[[], float] = trio.current_time) -> None:
+                 clock: Callable[[], float] = trio.current_time,
+                 presence_ping_interval_s: float = PRESENCE_PING_INTERVAL_S) -> None:
         self._server_name = server_name
         self._db = db
         self._servers = servers
@@ -64,6 +69,8 @@ class EphemeralFederation:
         self._presence = presence
         self._origin_allowed = origin_allowed
         self._clock = clock
+        self._ping_interval = presence_ping_interval_s
+        self._presence_sent: dict[str, float] = {}  # our user -> when last sent (clock)
         self._jobs_in, self._jobs = trio.open_memory_channel[Job](MAX_JOBS)
         self._typing_sent: dict[tuple[str, str], float] = {}  # (room, user) -> last "typing"
         typing.add_listener(self.typing_changed)
@@ -108,6 +115,7 @@ class EphemeralFederation:
 
     def presence_changed(self, user_id: str, p: UserPresence) -> None:
         if self._ours(user_id):
+            self._presence_sent[user_id] = self._clock()
             self._later(partial(self._presence_out, user_id, p))
 
     async def _to_room(self, room_id: str, edu_type: str, content: dict[str, Any]) -> None:
@@ -132,11 +140,34 @@ class EphemeralFederation:
                   ) -> None:
         """Turn queued changes into EDUs, one at a time (so a stop follows its start)."""
         task_status.started()
-        async for job in self._jobs:
-            try:
-                await job()
-            except Exception:
-                log.exception("ephemeral EDU not sent")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._presence_keepalive)
+            async for job in self._jobs:
+                try:
+                    await job()
+                except Exception:
+                    log.exception("ephemeral EDU not sent")
+            nursery.cancel_scope.cancel()
+
+    async def _presence_keepalive(self) -> None:
+        """Send again the presence of our users who are not offline once
+        PRESENCE_PING_INTERVAL_S passed since it was last sent."""
+        while True:
+            await trio.sleep(self._ping_interval / 5)
+            self.ping_presence()
+
+    def ping_presence(self) -> int:
+        """One round of the keep-alive; returns how many users' presence was queued."""
+        now = self._clock()
+        active = [(u, p) for u, p in self._presence.not_offline() if self._ours(u)]
+        for gone in self._presence_sent.keys() - {u for u, _ in active}:
+            del self._presence_sent[gone]
+        due = [(u, p) for u, p in active
+               if now - self._presence_sent.get(u, float("-inf")) >= self._ping_interval]
+        for user_id, p in due:
+            self._presence_sent[user_id] = now
+            self._later(partial(self._presence_out, user_id, p))
+        return len(due)
 
     # -- in -------------------------------------------------------------------------------
 
