@@ -16,6 +16,7 @@ class TLSResult:
     version: str
     alpn: str | None
     response: bytes
+    peer_sha256: str = ""  # the server certificate's SHA-256 fingerprint (hex)
 
 
 def tls_request(host: str, port: int, groups: str, request: bytes, *,
@@ -50,8 +51,10 @@ def tls_request(host: str, port: int, groups: str, request: bytes, *,
                 break
             data += chunk
         proto = conn.get_alpn_proto_negotiated()
+        peer = conn.get_peer_certificate()
+        fingerprint = peer.digest("sha256").decode() if peer is not None else ""
         return TLSResult(conn.get_group_name(), conn.get_protocol_version_name(),
-                         proto.decode() if proto else None, data)
+                         proto.decode() if proto else None, data, fingerprint)
     finally:
         sock.close()
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HyperConfig
@@ -24,6 +25,7 @@ from trioserver.app import create_app, shield_send
 from trioserver.config import Config, split_listen
 from trioserver.metrics import Metrics
 from trioserver.net.serve import Endpoint, open_tcp_listeners, serve
+from trioserver.net.tls_reload import reload_on_sighup
 from trioserver.services.container import Services, build_services
 from trioserver.services.events.signing import load_or_create_signing_key
 from trioserver.services.federation.sender import FederationSender
@@ -151,6 +153,19 @@ async def _endpoints(config: Config, services: Services, metrics: Metrics) -> li
     return endpoints
 
 
+def _tls_reload(config: Config, endpoints: list[Endpoint]
+                ) -> tuple[list[Any], Callable[[], Any] | None]:
+    """The TLS listeners and how to build their context again (for SIGHUP)."""
+    listeners = [x for ep in endpoints if ep.name == "tls" for x in ep.listeners]
+    if not listeners:
+        return [], None
+    from trioserver.net.tls_context import build_server_context
+
+    return listeners, partial(build_server_context, Path(config.tls.cert),
+                              Path(config.tls.key), pq_only=config.tls.pq_only,
+                              http2=config.tls.http2)
+
+
 def _announce(config: Config, endpoints: list[Endpoint]) -> None:
     client, others = endpoints[0], endpoints[1:]
     print(f"trioserver {__version__} listening on {client.urls[0]} "
@@ -199,6 +214,7 @@ async def main(
             await nursery.start(services.room_parter.run)
             await nursery.start(systemd_notify.run_watchdog)
             await nursery.start(_wait_for_signal, stop)
+            await nursery.start(reload_on_sighup, *_tls_reload(config, endpoints))
             async with trio.open_nursery() as http:
                 await http.start(partial(serve, endpoints, hypercorn_config(), stop=stop,
                                          grace_s=config.shutdown_grace_s))

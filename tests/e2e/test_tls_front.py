@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,39 @@ def test_half_configured_tls_is_a_config_error(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 2
     assert "tls: set both cert and key" in proc.stderr
+
+
+async def test_sighup_reloads_a_renewed_certificate(server_factory: ServerFactory,
+                                                    tmp_path: Path) -> None:
+    """`systemctl reload` (SIGHUP) loads a renewed certificate for new connections without a
+    restart; a broken one is refused and the one in use kept; the server never stops."""
+    srv = server_factory(config_text=_tls_config(tmp_path))
+    host, port = _host_port(srv.listener_url("tls"))
+
+    async def fingerprint() -> str:
+        result = await trio.to_thread.run_sync(lambda: tls_request(
+            host, port, "X25519MLKEM768", http_get("/_matrix/client/versions")))
+        assert "versions" in _body(result.response)
+        return result.peer_sha256
+
+    first = await fingerprint()
+    make_cert(tmp_path / "certs")  # the renewal: new key and certificate, same paths
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log("SIGHUP: TLS certificate and key reloaded")
+    second = await fingerprint()
+    assert second != first
+    # A renewal caught half-written: refused, the current certificate stays.
+    (tmp_path / "certs" / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\ngarbage\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log("keeping the certificate in use")
+    assert await fingerprint() == second
+    assert srv.proc.poll() is None
+
+
+async def test_sighup_without_tls_is_harmless(server_factory: ServerFactory) -> None:
+    srv = server_factory()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log("SIGHUP: no TLS listener, nothing to reload")
+    async with httpx.AsyncClient(base_url=srv.url) as http:
+        assert (await http.get("/_matrix/client/versions")).status_code == 200
+    assert srv.stop() == 0

@@ -8,7 +8,10 @@ binary` (or `make smoke`) builds it.
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -109,6 +112,19 @@ def test_bundle_contents(server: Any) -> None:
 
 def test_tls_listener_negotiates_post_quantum(server: Any, tls_files: tuple[Path, Path]) -> None:
     # The venv has pyOpenSSL, so the client offers X25519MLKEM768 alone.
+    assert smoke.check_tls(server, tls_files[1]) == "TLSv1.3, X25519MLKEM768"
+
+
+def test_sighup_to_the_bootloader_reloads_tls(server: Any, tls_files: tuple[Path, Path]
+                                              ) -> None:
+    """systemd's ExecReload signals the main process, the bootloader: it must forward SIGHUP
+    to the server, which reloads the certificate and goes on serving."""
+    os.kill(server.pids[0], signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "SIGHUP: TLS certificate and key reloaded" not in server.stderr_path.read_text():
+        assert time.monotonic() < deadline, server.log_tail()
+        time.sleep(0.05)
+    smoke.check_versions(server)
     assert smoke.check_tls(server, tls_files[1]) == "TLSv1.3, X25519MLKEM768"
 
 
