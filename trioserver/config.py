@@ -165,6 +165,15 @@ class Federation:
 
 
 @dataclass(frozen=True)
+class Push:
+    # Read notifications (push actions) older than this many days are deleted; unread ones are
+    # kept (they are the notification counts). 0: deleted at the next pass once read.
+    keep_read_notifications_days: int = 30
+    # Seconds between two retention passes.
+    retention_interval_s: float = 3600.0
+
+
+@dataclass(frozen=True)
 class UserDirectory:
     # Search every local user, not only those sharing a room or in public rooms.
     search_all_users: bool = False
@@ -195,6 +204,7 @@ class Config:
     metrics: Metrics = field(default_factory=Metrics)
     federation: Federation = field(default_factory=Federation)
     user_directory: UserDirectory = field(default_factory=UserDirectory)
+    push: Push = field(default_factory=Push)
     voip: Voip = field(default_factory=Voip)
     # Application-service registration YAML files (spec: Application Service API, Registration).
     appservice_registrations: tuple[str, ...] = ()
@@ -242,6 +252,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "metrics": Metrics,
     "federation": Federation,
     "user_directory": UserDirectory,
+    "push": Push,
     "voip": Voip,
 }
 
@@ -589,6 +600,13 @@ listen = "{d.tls.listen}"
 pq_only = {str(d.tls.pq_only).lower()}
 # Offer HTTP/2 by ALPN; clients that do not ask for it get HTTP/1.1.
 http2 = {str(d.tls.http2).lower()}
+
+[push]
+# Read notifications (GET /notifications, the counts' rows) older than this many days are
+# deleted; unread ones are kept whatever their age. 0: deleted at the next pass once read.
+keep_read_notifications_days = {d.push.keep_read_notifications_days}
+# Seconds between two of those passes.
+retention_interval_s = {d.push.retention_interval_s}
 
 [user_directory]
 # POST /user_directory/search finds users sharing a room with the searcher and members of public

@@ -49,6 +49,7 @@ from trioserver.services.profile import Profiles
 from trioserver.services.push.actions import PushActions
 from trioserver.services.push.delivery import PushDelivery
 from trioserver.services.push.pushers import Pushers
+from trioserver.services.push.retention import PushActionRetention
 from trioserver.services.push.service import PushRules
 from trioserver.services.ratelimit import RateLimiter
 from trioserver.services.receipts.service import Receipts
@@ -162,6 +163,8 @@ class Services:
     appservice_delivery: AppserviceDelivery
     # Started by server.py: takes deactivated users out of their rooms.
     room_parter: RoomParter
+    # Started by server.py: deletes old read push actions.
+    push_retention: PushActionRetention
 
 
 def build_services(config: Config, db: Database, ttl: TTLStore,
@@ -385,4 +388,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         appservices=appservices,
         appservice_delivery=appservice_delivery,
         room_parter=room_parter,
+        push_retention=PushActionRetention(
+            db, config.server_name, keep_read_days=config.push.keep_read_notifications_days,
+            interval_s=config.push.retention_interval_s),
     )

@@ -206,6 +206,31 @@ def _membership_position(conn: apsw.Connection, user_id: str, room_id: str) -> i
     return int(row[0]) if row is not None else 0
 
 
+def member_pairs(conn: apsw.Connection, server_suffix: str) -> list[tuple[str, str]]:
+    """(user_id, room_id) of every membership (any state) of a user ending in `server_suffix`
+    (":" + our server name): the only users with push actions."""
+    return [(str(u), str(r)) for u, r in conn.execute(
+        "SELECT state_key, room_id FROM current_state WHERE type = 'm.room.member'"
+        " AND substr(state_key, -length(?)) = ?", (server_suffix, server_suffix))]
+
+
+def prune_read_actions(conn: apsw.Connection, pairs: Iterable[tuple[str, str]],
+                       older_than_ts: int) -> int:
+    """Delete the pairs' push actions written before `older_than_ts` that no count can include
+    again: at or before the unthreaded read receipt or the current membership event (see
+    unread_counts). Returns how many were deleted."""
+    deleted = 0
+    for user_id, room_id in pairs:
+        floor = max(read_positions(conn, user_id, room_id).get(UNTHREADED, 0),
+                    _membership_position(conn, user_id, room_id))
+        if floor <= 0:
+            continue
+        conn.execute("DELETE FROM push_actions WHERE user_id = ? AND room_id = ? AND"
+                     " stream_ordering <= ? AND ts < ?", (user_id, room_id, floor, older_than_ts))
+        deleted += conn.changes()
+    return deleted
+
+
 def unread_counts(conn: apsw.Connection, user_id: str, room_id: str
                   ) -> dict[str, tuple[int, int]]:
     """thread_id ("main" or a root) -> (notification_count, highlight_count) of the user's
