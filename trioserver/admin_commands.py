@@ -31,6 +31,7 @@ from trioserver.storage.migrations import MigrationError
 from trioserver.storage.repositories import admin_epoch as epoch_repo
 from trioserver.storage.repositories import deactivation as deactivation_repo
 from trioserver.storage.repositories import devices as devices_repo
+from trioserver.storage.repositories import e2ee_keys as keys_repo
 from trioserver.storage.repositories import users as users_repo
 
 ADMIN_COMMANDS = ("reset-password", "deactivate", "list-users", "make-admin")
@@ -96,6 +97,7 @@ def reset_password(config: Config, db: Database, name: str, password_file: Path 
         uid = _find(conn, [user.user_id]).user_id
         users_repo.set_password_hash(conn, uid, new_hash)
         logged_out = [] if keep_devices else devices_repo.delete_all_devices(conn, uid)
+        keys_repo.record_offline_deletions(conn, uid, logged_out)
         epoch_repo.bump(conn)
         return logged_out
 
@@ -113,6 +115,7 @@ def deactivate(config: Config, db: Database, name: str) -> dict[str, Any]:
         uid = _find(conn, ids).user_id
         deleted = deactivation_repo.deactivate(conn, uid, erase=False,
                                                now_ms=int(time.time() * 1000))
+        keys_repo.record_offline_deletions(conn, uid, deleted)
         epoch_repo.bump(conn)
         return uid, deleted
 

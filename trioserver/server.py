@@ -213,6 +213,7 @@ async def main(
             await nursery.start(services.appservice_delivery.run)
             await nursery.start(services.room_parter.run)
             await nursery.start(services.push_retention.run)
+            await nursery.start(services.device_list_sender.run)
             await nursery.start(systemd_notify.run_watchdog)
             await nursery.start(_wait_for_signal, stop)
             await nursery.start(reload_on_sighup, *_tls_reload(config, endpoints))

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trio
 
+from tests.e2e.cli_process import run_cli
 from tests.e2e.helpers import bearer, login, password_auth, register, room_path, unique
 from tests.e2e.olm_device import (
     MEGOLM,
@@ -384,5 +385,29 @@ async def test_a_deleted_device_leaves_the_other_server(peers: tuple[Peer, Peer]
         # Logging out is a deletion too.
         r = await ha.post(f"{CLIENT}/logout", json={}, headers=bearer(alice.token))
         assert r.status_code == 200, r.text
+        await wait_for_change(hb, bob, since, alice.user_id)
+        assert (await query(hb, bob, {alice.user_id: []}))["device_keys"][alice.user_id] == {}
+
+
+async def test_devices_logged_out_by_the_offline_command_leave_the_other_server(
+        peers: tuple[Peer, Peer]) -> None:
+    """`trioserver reset-password` run beside the server logs Alice's devices out in another
+    process; the server announces the deletions (queued by the command) to the other server."""
+    a, b = peers
+    async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
+            httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
+        alice, bob = await person(ha), await person(hb)
+        r = await ha.post(f"{CLIENT}/createRoom", json={"preset": "public_chat"},
+                          headers=bearer(alice.token))
+        assert r.status_code == 200, r.text
+        await join_remote(hb, bob, r.json()["room_id"], a.name)
+        since = (await sync(hb, bob))["next_batch"]
+        devices = (await query(hb, bob, {alice.user_id: []}))["device_keys"][alice.user_id]
+        assert set(devices) == {alice.device_id}  # cached on B
+
+        out = await run_cli("reset-password", alice.user_id, "--data-dir", a.proc.data_dir,
+                            "--server-name", a.name,
+                            stdin="a brand new passphrase\n")
+        assert out.returncode == 0, out.stderr
         await wait_for_change(hb, bob, since, alice.user_id)
         assert (await query(hb, bob, {alice.user_id: []}))["device_keys"][alice.user_id] == {}

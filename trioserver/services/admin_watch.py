@@ -30,12 +30,13 @@ POLL_INTERVAL_S = 1.0
 class AdminWatch:
     def __init__(self, db: Database, sessions: Sessions, notifier: Notifier,
                  *, interval_s: float = POLL_INTERVAL_S,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: tuple[Callable[[], None], ...] = ()) -> None:
         self._db = db
         self._sessions = sessions
         self._notifier = notifier
         self._interval_s = interval_s
-        self._on_change = on_change  # e.g. an offline deactivation queued rooms to leave
+        # e.g. an offline deactivation queued rooms to leave and devices to announce
+        self._on_change = on_change
         self.epoch: int | None = None
 
     async def check(self) -> bool:
@@ -47,8 +48,8 @@ class AdminWatch:
             log.info("admin change detected (epoch %d): clearing token cache", epoch)
             self._sessions.clear_cache()
             self._notifier.notify([DEVICE_DELETIONS_KEY])
-            if self._on_change is not None:
-                self._on_change()
+            for listener in self._on_change:
+                listener()
         return changed
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -163,6 +163,8 @@ class Services:
     appservice_delivery: AppserviceDelivery
     # Started by server.py: takes deactivated users out of their rooms.
     room_parter: RoomParter
+    # Started by server.py: announces devices deleted by the offline admin commands.
+    device_list_sender: DeviceListSender
     # Started by server.py: deletes old read push actions.
     push_retention: PushActionRetention
 
@@ -364,7 +366,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         dehydrated_devices=DehydratedDevices(db, sessions, e2ee, serializer),
         media=media,
         info=ServerInfo(base_url=config.base_url()),
-        admin_watch=AdminWatch(db, sessions, notifier, on_change=room_parter.wake),
+        admin_watch=AdminWatch(db, sessions, notifier,
+                               on_change=(room_parter.wake, device_list_sender.wake)),
         limiter=limiter,
         openid=OpenIdTokens(config.server_name, ttl),
         hierarchy=hierarchy,
@@ -388,6 +391,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         appservices=appservices,
         appservice_delivery=appservice_delivery,
         room_parter=room_parter,
+        device_list_sender=device_list_sender,
         push_retention=PushActionRetention(
             db, config.server_name, keep_read_days=config.push.keep_read_notifications_days,
             interval_s=config.push.retention_interval_s),

@@ -13,16 +13,19 @@ costs a request but is never wrong.
 Deleted devices (logout, DELETE /devices, deactivation, a replaced dehydrated device) reach
 `on_deleted` through the Sessions deletion listener and go out with `deleted: true`. Their
 `stream_id` is the change the `devices_deleted_changes` trigger recorded. Devices deleted by
-another process (the `trioserver deactivate` admin command) are not announced; receivers
-learn of it at their next resync.
+another process (the offline `trioserver deactivate` / `reset-password` commands) are queued
+by it in `device_deletions_outbox`; `run` announces them at start-up and whenever the admin
+epoch moves (`wake`), then deletes the rows.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import apsw
+import trio
 
 from trioserver.identifiers import is_local_user
 from trioserver.services.e2ee import DeviceListChange
@@ -47,6 +50,37 @@ class DeviceListSender:
         self._servers = servers
         self._queue_edu = queue_edu
         self._last_sent: dict[str, int] = {}
+        self._wake = trio.Event()
+
+    def wake(self) -> None:
+        """Another process may have queued device deletions (the admin epoch moved)."""
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        task_status.started()
+        while True:
+            self._wake = trio.Event()
+            try:
+                await self.announce_offline_deletions()
+            except apsw.Error:
+                log.exception("cannot read the device deletions outbox")
+            await self._wake.wait()
+
+    async def announce_offline_deletions(self) -> int:
+        """Send the deletions other processes queued; returns how many devices."""
+        done = 0
+        while rows := await self._db.read(keys_repo.offline_deletions):
+            for position, user_id, device_id in rows:
+                destinations = await self.destinations(user_id)
+                if destinations:
+                    update = await self._device_update(user_id, device_id, position)
+                    for server in sorted(destinations):
+                        self._queue_edu(server, DEVICE_LIST_UPDATE, update)
+            await self._db.write(partial(keys_repo.forget_offline_deletions,
+                                         positions=[p for p, _, _ in rows]))
+            done += len(rows)
+        return done
 
     async def destinations(self, user_id: str) -> set[str]:
         rooms = await self._db.read(

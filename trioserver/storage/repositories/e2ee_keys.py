@@ -187,3 +187,28 @@ def visible_signatures(conn: apsw.Connection, target_user_id: str, viewer: str
         " FROM cross_signing_signatures WHERE target_user_id = ?"
         " AND (signer_user_id = target_user_id OR signer_user_id = ?)"
         " ORDER BY target_key_id, signer_user_id, signing_key_id", (target_user_id, viewer))]
+
+
+# -- devices deleted by another process, to be announced ---------------------------------------
+
+
+def record_offline_deletions(conn: apsw.Connection, user_id: str, device_ids: list[str]) -> None:
+    """In the transaction that deleted `device_ids` (whose trigger recorded one change each, in
+    order): queue their announcement for the running server."""
+    if not device_ids:
+        return
+    positions = recent_changes_of(conn, user_id, len(device_ids))
+    conn.executemany("INSERT OR REPLACE INTO device_deletions_outbox (stream_id, user_id,"
+                     " device_id) VALUES (?, ?, ?)",
+                     [(p, user_id, d) for p, d in zip(positions, device_ids, strict=True)])
+
+
+def offline_deletions(conn: apsw.Connection, limit: int = 1000) -> list[tuple[int, str, str]]:
+    return [(int(p), str(u), str(d)) for p, u, d in conn.execute(
+        "SELECT stream_id, user_id, device_id FROM device_deletions_outbox ORDER BY stream_id"
+        " LIMIT ?", (limit,))]
+
+
+def forget_offline_deletions(conn: apsw.Connection, positions: list[int]) -> None:
+    conn.executemany("DELETE FROM device_deletions_outbox WHERE stream_id = ?",
+                     [(p,) for p in positions])
