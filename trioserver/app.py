@@ -9,6 +9,7 @@ import trio
 from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
+    ASGIReceiveEvent,
     ASGISendCallable,
     ASGISendEvent,
     Scope,
@@ -77,6 +78,7 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
 }
 
+BODY_GRACE_S = 0.05
 SEND_TIMEOUT_S = 30.0
 
 
@@ -164,12 +166,36 @@ def shield_send(app: ASGIFramework) -> ASGIFramework:
     """
 
     async def wrapped(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        # HTTP/1.x: a response that starts before the request body has all arrived (a 401 or
+        # 413 answered early, a GET that carries a body) makes hypercorn close the connection
+        # afterwards; say so in the response, or a client reusing the connection sees its next
+        # request fail ("server disconnected"). A body already on its way gets a moment to
+        # arrive first, so the usual early 401 keeps its connection.
+        body_done = trio.Event()
+        if scope.get("type") != "http" or scope.get("http_version") not in ("1.0", "1.1"):
+            body_done.set()
+
+        async def tracking() -> ASGIReceiveEvent:
+            message = await receive()
+            if message["type"] == "http.disconnect" or (
+                    message["type"] == "http.request" and not message.get("more_body", False)):
+                body_done.set()
+            return message
+
         async def shielded(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.start" and not body_done.is_set():
+                with trio.move_on_after(BODY_GRACE_S):
+                    await body_done.wait()
+                if not body_done.is_set():
+                    headers = list(message.get("headers", ()))
+                    if not any(name.lower() == b"connection" for name, _ in headers):
+                        headers.append((b"connection", b"close"))
+                    message = {**message, "headers": headers}
             # Shielded from the request's cancellation, but bounded: a client that stops
             # reading cannot pin this task forever.
             with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_TIMEOUT_S):
                 await send(message)
 
-        await app(scope, receive, shielded)
+        await app(scope, tracking, shielded)
 
     return wrapped

@@ -341,6 +341,41 @@ async def test_connection_close_is_honoured(server: ServerProcess) -> None:
     assert "v1.19" in json.loads(body)["versions"]
 
 
+async def _raw_exchange(server: ServerProcess, request: bytes) -> bytes:
+    """Send `request` on a fresh connection; return the response head (up to the blank line)."""
+    parts = urlsplit(server.url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    received = b""
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        async with stream:
+            await stream.send_all(request)
+            while b"\r\n\r\n" not in received:
+                chunk = await stream.receive_some(65536)
+                assert chunk, received
+                received += chunk
+    return received.partition(b"\r\n\r\n")[0].lower()
+
+
+async def test_an_answer_before_the_body_says_connection_close(server: ServerProcess) -> None:
+    """A response sent before the request body has arrived ends the connection (the server
+    does not read the rest); it must say so, or a client reusing the connection loses its
+    next request. With the body sent, the connection is kept."""
+    early = await _raw_exchange(server, b"POST /_matrix/client/v3/logout HTTP/1.1\r\n"
+                                        b"Host: x\r\nContent-Length: 2\r\n\r\n")
+    assert early.startswith(b"http/1.1 401"), early
+    assert b"connection: close" in early
+    whole = await _raw_exchange(server, b"POST /_matrix/client/v3/logout HTTP/1.1\r\n"
+                                        b"Host: x\r\nContent-Length: 2\r\n\r\n{}")
+    assert whole.startswith(b"http/1.1 401"), whole
+    assert b"connection: close" not in whole
+    kept = await _raw_exchange(server, b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n"
+                                       b"\r\n")
+    assert kept.startswith(b"http/1.1 200"), kept
+    assert b"connection: close" not in kept
+
+
 def _assert_clean_exit(srv: ServerProcess, sig: int) -> None:
     r = httpx.get(f"{srv.url}/_matrix/client/versions", timeout=10)
     assert r.status_code == 200
