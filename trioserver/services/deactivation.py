@@ -26,6 +26,7 @@ from trioserver.storage.repositories import deactivation as deactivation_repo
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_DB_ERROR_S = 5.0
+MAX_ROUNDS = 3
 
 
 class RoomLeaver(Protocol):
@@ -59,17 +60,32 @@ class RoomParter:
     async def drain(self) -> None:
         """Take every queued user out of their rooms, then off the queue."""
         for user_id in await self._db.read(deactivation_repo.queued):
-            rooms = await self._db.read(partial(deactivation_repo.rooms_to_leave,
-                                                user_id=user_id))
             requester = Requester(user_id, "", is_guest=False, token_hash=b"")
-            for room_id in rooms:
-                try:
-                    await self._rooms.leave(requester, room_id, None)
-                    self.rooms_left += 1
-                except MatrixError as e:
-                    log.warning("deactivation: %s cannot leave %s: %s", user_id, room_id,
-                                e.message)
-                except (FederationError, OSError, trio.TooSlowError) as e:
-                    log.warning("deactivation: %s cannot leave %s: %r", user_id, room_id, e)
+            left = 0
+            failed: set[str] = set()
+            # Again until nothing is left: a join that was already in flight when the tokens
+            # went can land after the first listing.
+            for _ in range(MAX_ROUNDS):
+                rooms = [r for r in await self._db.read(partial(
+                    deactivation_repo.rooms_to_leave, user_id=user_id)) if r not in failed]
+                if not rooms:
+                    break
+                for room_id in rooms:
+                    if await self._leave(requester, room_id):
+                        left += 1
+                    else:
+                        failed.add(room_id)
+            self.rooms_left += left
             await self._db.write(partial(deactivation_repo.done, user_id=user_id))
-            log.info("deactivation: %s left %d rooms", user_id, len(rooms))
+            log.info("deactivation: %s left %d rooms", user_id, left)
+
+    async def _leave(self, requester: Requester, room_id: str) -> bool:
+        try:
+            await self._rooms.leave(requester, room_id, None)
+            return True
+        except MatrixError as e:
+            log.warning("deactivation: %s cannot leave %s: %s", requester.user_id, room_id,
+                        e.message)
+        except (FederationError, OSError, trio.TooSlowError) as e:
+            log.warning("deactivation: %s cannot leave %s: %r", requester.user_id, room_id, e)
+        return False
