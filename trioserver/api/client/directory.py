@@ -67,14 +67,15 @@ def create_blueprint(services: Services) -> Blueprint:
         if limit_raw is not None and not limit_raw.isdigit():
             raise MatrixError(400, Codes.INVALID_PARAM, "limit must be an integer")
         limit = int(limit_raw) if limit_raw is not None else None
+        # Not in the spec's GET parameters, but Synapse reads them here too.
+        network_id = request.args.get("third_party_instance_id")
+        include_all = request.args.get("include_all_networks") == "true"
         if server not in (None, services.config.server_name):
             await authenticate(sessions, allow_guest=True)  # no relaying for anonymous callers
             return reply(await services.remote_queries.public_rooms(
-                server, limit=limit, since=request.args.get("since"), search=None))
-        # Not in the spec's GET parameters, but Synapse reads them here too.
-        network, all_networks = network_selection(
-            request.args.get("third_party_instance_id"),
-            request.args.get("include_all_networks") == "true")
+                server, limit=limit, since=request.args.get("since"), search=None,
+                network=network_id, all_networks=include_all))
+        network, all_networks = network_selection(network_id, include_all)
         return reply(await directory.public_rooms(limit, request.args.get("since"), None,
                                                   network=network, all_networks=all_networks))
 
@@ -91,11 +92,13 @@ def create_blueprint(services: Services) -> Blueprint:
         term = flt.get("generic_search_term")
         if term is not None and not isinstance(term, str):
             raise MatrixError(400, Codes.BAD_JSON, "generic_search_term must be a string")
+        network_id = body.opt_str("third_party_instance_id")
+        include_all = body.opt_bool("include_all_networks") or False
         if server not in (None, services.config.server_name):
             return reply(await services.remote_queries.public_rooms(
-                server, limit=limit, since=body.opt_str("since"), search=term))
-        network, all_networks = network_selection(body.opt_str("third_party_instance_id"),
-                                              body.opt_bool("include_all_networks"))
+                server, limit=limit, since=body.opt_str("since"), search=term,
+                network=network_id, all_networks=include_all))
+        network, all_networks = network_selection(network_id, include_all)
         return reply(await directory.public_rooms(limit, body.opt_str("since"), term,
                                                   network=network, all_networks=all_networks))
 

@@ -76,15 +76,21 @@ class RemoteQueries:
         return room_id, ordered[:MAX_ALIAS_SERVERS]
 
     async def public_rooms(self, server: str, *, limit: int | None, since: str | None,
-                           search: str | None) -> dict[str, Any]:
-        """The public rooms of `server`: GET /publicRooms, or POST when filtering."""
+                           search: str | None, network: str | None = None,
+                           all_networks: bool = False) -> dict[str, Any]:
+        """The public rooms of `server`: GET /publicRooms, or POST when filtering. `network`
+        (a third_party_instance_id) and `all_networks` pick the application services'
+        network directories there, as for our own."""
         if not is_valid_server_name(server):
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid server name")
         path = "/_matrix/federation/v1/publicRooms"
         try:
             if search is None:
-                query = {k: v for k, v in (("limit", None if limit is None else str(limit)),
-                                           ("since", since)) if v is not None}
+                query = {k: v for k, v in (
+                    ("limit", None if limit is None else str(limit)), ("since", since),
+                    ("third_party_instance_id", network),
+                    ("include_all_networks", "true" if all_networks else None))
+                    if v is not None}
                 answer = await self._client.get_json(server, path, query=query,
                                                      timeout_s=QUERY_TIMEOUT_S)
             else:
@@ -93,6 +99,10 @@ class RemoteQueries:
                     body["limit"] = limit
                 if since is not None:
                     body["since"] = since
+                if network is not None:
+                    body["third_party_instance_id"] = network
+                if all_networks:
+                    body["include_all_networks"] = True
                 answer = await self._client.post_json(server, path, body,
                                                       timeout_s=QUERY_TIMEOUT_S)
         except (FederationRequestError, FederationUnreachable) as e:
