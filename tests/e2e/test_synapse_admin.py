@@ -167,3 +167,38 @@ async def test_delete_room_and_purge_media(http: httpx.AsyncClient,
     gone = await http.get(f"/_matrix/client/v1/media/download/localhost/{media_id}",
                           headers=h)
     assert gone.status_code == 404
+
+
+async def test_put_creates_a_missing_user(http: httpx.AsyncClient,
+                                          server: ServerProcess) -> None:
+    """As Synapse: PUT /v2/users/{userId} for a user that does not exist creates it (201) with
+    the given password, display name and admin flag; then it is an update (200)."""
+    admin = await _admin(http, server)
+    h = bearer(admin["access_token"])
+    new_id = f"@{unique('made')}:localhost"
+    r = await http.put(user_url(new_id), headers=h, json={
+        "password": "a long enough password", "displayname": "Made By Admin", "admin": True})
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == new_id
+    assert r.json()["admin"] is True
+    assert r.json()["displayname"] == "Made By Admin"
+    r = await login(http, new_id, "a long enough password")
+    assert r.status_code == 200, r.text
+    r = await http.get(f"/_matrix/client/v3/profile/{quote(new_id)}/displayname")
+    assert r.json() == {"displayname": "Made By Admin"}
+    r = await http.put(user_url(new_id), headers=h, json={"admin": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["admin"] is False
+    # Without a password the account exists but cannot log in with one.
+    bare = f"@{unique('bare')}:localhost"
+    r = await http.put(user_url(bare), headers=h, json={})
+    assert r.status_code == 201, r.text
+    assert_error(await login(http, bare, "anything at all"), 403, "M_FORBIDDEN")
+    # The rules registration has; nothing is created when they fail.
+    for bad, body, errcode in (("@UPPER:localhost", {}, "M_INVALID_USERNAME"),
+                               (f"@{unique('short')}:localhost", {"password": "x"},
+                                "M_WEAK_PASSWORD")):
+        assert_error(await http.put(user_url(bad), headers=h, json=body), 400, errcode)
+        assert_error(await http.get(user_url(bad), headers=h), 404, "M_NOT_FOUND")
+    far = f"@{unique('far')}:elsewhere.example"
+    assert_error(await http.put(user_url(far), headers=h, json={}), 400, "M_INVALID_PARAM")

@@ -227,6 +227,30 @@ class Accounts:
             with_refresh=req.refresh_token,
         )
 
+    async def create_by_admin(self, uid: str, password: str | None, *, admin: bool,
+                              displayname: str | None) -> None:
+        """The admin API's account creation (PUT /_synapse/admin/v2/users/{userId} for a new
+        user): no UIA and no registration switch, but the same user-ID, namespace and password
+        rules; without a password the account cannot log in with one."""
+        if map_username(uid, self.server_name) != uid:
+            raise MatrixError(400, Codes.INVALID_USERNAME,
+                              "User IDs are lower case, without characters like '/'")
+        self._ensure_not_exclusive(uid)
+        password_hash = None
+        if password is not None:
+            self.check_password_strength(password)
+            password_hash = await self._hasher.hash(password)
+        name = displayname if displayname is not None else uid[1:].split(":", 1)[0]
+
+        def txn(conn: apsw.Connection) -> None:
+            users_repo.insert_user(conn, uid, password_hash, now_ms=now_ms(), is_admin=admin)
+            profiles_repo.set_field(conn, uid, "displayname", json.dumps(name))
+
+        try:
+            await self._db.write(txn)
+        except users_repo.UserExists:
+            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.") from None
+
     async def register_guest(self, display_name: str | None, client_ip: str) -> SessionResult:
         if not self._config.registration.allow_guests:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access is disabled")

@@ -5,7 +5,7 @@ members). Every call needs a server admin; registration tokens are config-only a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import apsw
@@ -51,6 +51,7 @@ class UserChange:
     deactivated: bool | None
     admin: bool | None
     locked: bool | None
+    displayname: str | None = None  # applied when the user is created
 
 
 class SynapseAdmin:
@@ -86,9 +87,19 @@ class SynapseAdmin:
         return row
 
     async def change_user(self, requester: Requester, user_id: str, change: UserChange
-                          ) -> AdminUserRow:
-        """Apply `change`; unknown users are not created here (registration does that)."""
+                          ) -> tuple[AdminUserRow, bool]:
+        """Apply `change`, creating the user first when there is none (as Synapse does);
+        returns the user and whether it was created."""
         await self._admin.require_admin(requester)
+        parts = split_user_id(user_id)
+        if parts is None or parts[1] != self._config.server_name:
+            raise MatrixError(400, Codes.INVALID_PARAM, "Can only look up local users")
+        created = not await self._db.read(lambda c: users_repo.user_exists(c, user_id))
+        if created:
+            await self._accounts.create_by_admin(user_id, change.password,
+                                                 admin=bool(change.admin),
+                                                 displayname=change.displayname)
+            change = replace(change, password=None)
         row = await self._existing_user(user_id)
         if change.deactivated is False and row.deactivated:
             raise MatrixError(400, Codes.INVALID_PARAM, "Reactivating accounts is not supported")
@@ -106,7 +117,7 @@ class SynapseAdmin:
             self._sessions.forget_device(user_id)
         if change.deactivated and not row.deactivated:
             await self._accounts.deactivate_user(user_id)
-        return await self._existing_user(user_id)
+        return await self._existing_user(user_id), created
 
     async def list_rooms(self, requester: Requester, *, offset: int, limit: int
                          ) -> tuple[list[AdminRoomRow], int]:

@@ -79,16 +79,19 @@ def create_blueprint(services: Services) -> Blueprint:
 
     @bp.route(f"{PREFIX}/v2/users/<user_id>", methods=["PUT"])
     async def put_user(user_id: str) -> Response:
-        """PUT /_synapse/admin/v2/users/{userId}: password, admin, locked, deactivated."""
+        """PUT /_synapse/admin/v2/users/{userId}: password, admin, locked, deactivated; a user
+        that does not exist is created (201), with `displayname` if given."""
         requester = await authenticate(sessions)
         body = await json_body()
         change = UserChange(
             password=body.opt_str("password", max_len=4096),
             logout_devices=body.opt_bool("logout_devices", default=True),
             deactivated=_opt_bool(body, "deactivated"), admin=_opt_bool(body, "admin"),
-            locked=_opt_bool(body, "locked"))
-        row = await admin.change_user(requester, user_id, change)
-        return reply({**_user_json(row), "threepids": [], "external_ids": []})
+            locked=_opt_bool(body, "locked"),
+            displayname=body.opt_str("displayname", max_len=256))
+        row, created = await admin.change_user(requester, user_id, change)
+        return reply({**_user_json(row), "threepids": [], "external_ids": []},
+                     201 if created else 200)
 
     @bp.route(f"{PREFIX}/v1/rooms", methods=["GET"])
     async def list_rooms() -> Response:
