@@ -12,13 +12,14 @@ import pytest
 
 from trioserver.errors import MatrixError
 from trioserver.services.federation.client import FederationClient
+from trioserver.services.federation.errors import FederationUnreachable
 from trioserver.services.federation.multipart import (
     MultipartError,
     boundary_of,
     frame,
     read_file_part,
 )
-from trioserver.services.federation.remote_media import RemoteMedia
+from trioserver.services.federation.remote_media import FIRST_BACKOFF_S, RemoteMedia
 from trioserver.storage.blob_store import BlobStore
 
 FILE = bytes(range(256)) * 40 + b"\r\n--not-the-boundary\r\n--b0undar"
@@ -142,3 +143,59 @@ async def test_location_redirects_are_not_followed(tmp_path: Path) -> None:
     with pytest.raises(MatrixError) as e:
         await remote.fetch("remote.example", "abc")
     assert e.value.status == 502
+
+
+class DownClient:
+    """A server that cannot be reached, then can."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.up = False
+
+    @asynccontextmanager
+    async def stream(self, destination: str, path: str, *, query: Any = None,
+                     sign: bool = True) -> AsyncIterator[httpx.Response]:
+        self.calls += 1
+        if not self.up:
+            raise FederationUnreachable(destination, "connection refused")
+        yield _multipart({"Content-Type": "image/png"})
+
+
+async def test_an_unreachable_server_is_backed_off(tmp_path: Path) -> None:
+    """After a failure its media answer 502 at once (no request) for FIRST_BACKOFF_S, then
+    doubling; a success ends the back-off."""
+    now = [100.0]
+    down = DownClient()
+    remote = RemoteMedia(cast(FederationClient, down), BlobStore(tmp_path), 1 << 20,
+                         clock=lambda: now[0])
+
+    async def status() -> int:
+        try:
+            await remote.fetch("down.example", "abc")
+        except MatrixError as e:
+            return e.status
+        return 200
+
+    assert await status() == 502
+    assert down.calls == 1
+    assert await status() == 502  # backed off: not asked
+    assert down.calls == 1
+    now[0] += FIRST_BACKOFF_S
+    assert await status() == 502  # asked again, fails: now twice as long
+    assert down.calls == 2
+    now[0] += FIRST_BACKOFF_S
+    assert await status() == 502
+    assert down.calls == 2
+    now[0] += FIRST_BACKOFF_S
+    down.up = True
+    assert await status() == 200
+    assert await status() == 200
+    assert down.calls == 4
+    # The success ended the back-off: the next failure is asked at once.
+    down.up = False
+    assert await status() == 502
+    assert down.calls == 5
+    # Another server is not held up by this one's back-off.
+    with pytest.raises(MatrixError):
+        await remote.fetch("other.example", "abc")
+    assert down.calls == 6
