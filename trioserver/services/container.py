@@ -303,6 +303,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
     blobs = BlobStore(config.data_dir / "media")
     media = MediaRepository(config.server_name, config.media, db, blobs, serializer)
     remote_queries = RemoteQueries(federation_client, ttl)
+    appender.add_event_listener(remote_queries.on_event)
     profiles = Profiles(config, db)
     if config.federation.enabled:
         media.remote_fetch = RemoteMedia(federation_client, blobs,

@@ -11,6 +11,7 @@ from typing import Any
 
 from trioserver.errors import Codes, MatrixError
 from trioserver.identifiers import is_valid_server_name, split_user_id
+from trioserver.services.events.event import Event
 from trioserver.services.federation.client import FederationClient
 from trioserver.services.federation.errors import FederationRequestError, FederationUnreachable
 from trioserver.storage.ttl_store import TTLStore
@@ -32,8 +33,15 @@ class RemoteQueries:
         self._client = client
         self._ttl = ttl
 
+    def on_event(self, event: Event, _stream_ordering: int) -> None:
+        """Appender listener: a member event may carry a new name or avatar; forget the
+        cached profile so the next read asks again."""
+        if event.type == "m.room.member" and event.state_key:
+            self._ttl.delete(f"remote_profile:{event.state_key}")
+
     async def profile(self, user_id: str) -> dict[str, Any]:
-        """GET /_matrix/federation/v1/query/profile on the user's server, cached a minute."""
+        """GET /_matrix/federation/v1/query/profile on the user's server, cached a minute
+        (or until a member event of the user arrives)."""
         parts = split_user_id(user_id)
         if parts is None:
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user ID")

@@ -1,6 +1,6 @@
-"""Another server's public rooms: the client's paging, search and network selection
-(`third_party_instance_id`, `include_all_networks`) are passed on as the federation API
-defines them (GET query, or the POST body when searching)."""
+"""RemoteQueries: another server's public rooms (the client's paging, search and network
+selection, `third_party_instance_id` and `include_all_networks`, passed on as the federation
+API defines them: GET query, or the POST body when searching), and the remote profile cache."""
 
 from __future__ import annotations
 
@@ -56,3 +56,35 @@ async def test_bad_server_names_are_refused() -> None:
     with pytest.raises(MatrixError) as caught:
         await queries.public_rooms("bad name!", limit=None, since=None, search=None)
     assert caught.value.status == 400
+
+
+class _ProfileClient:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.name = "Old"
+
+    async def get_json(self, server: str, path: str, *, query: Any = None,
+                       timeout_s: float | None = None) -> Any:
+        self.calls += 1
+        return {"displayname": self.name}
+
+
+class _Member:
+    type = "m.room.member"
+
+    def __init__(self, state_key: str) -> None:
+        self.state_key = state_key
+
+
+async def test_a_member_event_refreshes_the_cached_profile() -> None:
+    client = _ProfileClient()
+    queries = RemoteQueries(client, TTLStore())  # type: ignore[arg-type]
+    assert await queries.profile("@bob:there.example") == {"displayname": "Old"}
+    client.name = "New"
+    assert await queries.profile("@bob:there.example") == {"displayname": "Old"}  # cached
+    assert client.calls == 1
+    queries.on_event(_Member("@someone:else.example"), 1)  # type: ignore[arg-type]
+    assert await queries.profile("@bob:there.example") == {"displayname": "Old"}
+    queries.on_event(_Member("@bob:there.example"), 2)  # type: ignore[arg-type]
+    assert await queries.profile("@bob:there.example") == {"displayname": "New"}
+    assert client.calls == 2
