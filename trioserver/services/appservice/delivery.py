@@ -16,10 +16,12 @@ name (sender, member target) but that do not exist yet are asked about
 as Synapse does.
 
 Ephemeral data (spec v1.13 "Pushing ephemeral data", for registrations with
-`receive_ephemeral`): typing, receipt and presence changes are queued in memory per appservice
-(bounded; they are ephemeral, so a restart may drop what was not yet sent) and go out in the
-next transaction's `ephemeral` list: the room's current typers, the receipts (private ones only
-of namespaced users), the newest presence of each user the appservice shares a room with.
+`receive_ephemeral`) goes out in the next transaction's `ephemeral` list. Read receipts are read
+from the database after the appservice's receipts position, which moves with the transaction
+that carried them, like events (receipts.py): those stored while the appservice is down reach it
+once, across restarts. Typing and presence changes are queued in memory per appservice (bounded;
+typing is ephemeral and presence is current state, so a restart may drop what was not yet sent):
+the room's current typers, the newest presence of each user the appservice shares a room with.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import httpx
 import trio
 
 from trioserver.services.appservice import e2ee_extensions as ext
+from trioserver.services.appservice import receipts as as_receipts
 from trioserver.services.appservice.queries import ask_user
 from trioserver.services.appservice.registration import Registration
 from trioserver.services.appservice.registry import AppServices
@@ -54,7 +57,6 @@ from trioserver.storage.repositories.appservice import (
     RoomFacts,
     StreamRow,
 )
-from trioserver.storage.repositories.receipts import PRIVATE, UNTHREADED
 
 log = logging.getLogger(__name__)
 
@@ -92,25 +94,13 @@ def is_interesting(reg: Registration, server_name: str, row: StreamRow, facts: R
 
 @dataclass(frozen=True)
 class EphemeralChange:
-    """A queued typing, receipt or presence change (turned into events when a transaction is
-    built, so typing shows the room's state at that moment)."""
+    """A queued typing or presence change (turned into events when a transaction is built, so
+    typing shows the room's state at that moment)."""
 
-    kind: str  # "m.typing", "m.receipt" or "m.presence"
+    kind: str  # "m.typing" or "m.presence"
     room_id: str | None
     user_id: str
     data: tuple[Any, ...] = ()
-
-
-def receipt_content(changes: list[EphemeralChange]) -> dict[str, Any]:
-    """m.receipt content as /sync shows it: event -> receipt type -> user -> {ts, thread_id}."""
-    content: dict[str, Any] = {}
-    for change in changes:
-        receipt_type, thread_id, event_id, ts = change.data
-        entry: dict[str, Any] = {"ts": ts}
-        if thread_id != UNTHREADED:
-            entry["thread_id"] = thread_id
-        content.setdefault(event_id, {}).setdefault(receipt_type, {})[change.user_id] = entry
-    return content
 
 
 def transaction_url(base: str, txn_id: int) -> str:
@@ -129,7 +119,7 @@ class AppserviceDelivery:
         self._transport = transport
         self._wake: dict[str, trio.Event] = {}
         self._retry_now: dict[str, trio.Event] = {}
-        self._skip_saved_at: dict[str, float] = {}
+        self._skip_saved_at: dict[tuple[str, str], float] = {}  # (as_id, stream) -> time
         self._ephemeral: dict[str, deque[EphemeralChange]] = {
             r.id: deque(maxlen=MAX_EPHEMERAL_QUEUE)
             for r in appservices.all() if r.url and r.receive_ephemeral}
@@ -165,10 +155,13 @@ class AppserviceDelivery:
     def typing_changed(self, room_id: str, user_id: str, _typing: bool) -> None:
         self._queue(EphemeralChange("m.typing", room_id, user_id))
 
-    def receipt_stored(self, room_id: str, user_id: str, receipt_type: str, thread_id: str,
-                       event_id: str, ts: int) -> None:
-        self._queue(EphemeralChange("m.receipt", room_id, user_id,
-                                    (receipt_type, thread_id, event_id, ts)))
+    def receipt_stored(self, *_receipt: object) -> None:
+        """A receipt was stored: nothing is queued, the next transaction reads it from the
+        database; wake the appservices that receive ephemeral data."""
+        for as_id in self._ephemeral:
+            wake = self._wake.get(as_id)
+            if wake is not None:
+                wake.set()
 
     def presence_changed(self, user_id: str, presence: UserPresence) -> None:
         self._queue(EphemeralChange("m.presence", None, user_id, (
@@ -233,7 +226,8 @@ class AppserviceDelivery:
                     position = Positions(
                         max(position.events, txn.upto_pos),
                         max(position.to_device, txn.upto_to_device or 0),
-                        max(position.device_lists, txn.upto_device_list or 0))
+                        max(position.device_lists, txn.upto_device_list or 0),
+                        max(position.receipts, txn.upto_receipts or 0))
                     self.sent_transactions += 1
                     delay = self._first_retry_s
                     continue
@@ -269,29 +263,30 @@ class AppserviceDelivery:
             if wanted:
                 break
             position = upto
-            # Skipping is idempotent: the stored position need not follow every message (after a
-            # crash the skipped events are only scanned again), so write it at most once a second.
-            if trio.current_time() - self._skip_saved_at.get(reg.id, -1e9) >= 1.0:
-                self._skip_saved_at[reg.id] = trio.current_time()
+            if self._may_save_skip(reg.id, "events"):
                 await self._db.write(partial(as_repo.advance, as_id=reg.id, last_pos=upto))
         positions = replace(positions, events=position)
-        ephemeral = await self._ephemeral_events(reg)
+        receipts = await self._receipts(reg, positions.receipts)
+        ephemeral = await self._ephemeral_events(reg, receipts.events)
         events = await self._cache.events(r.event_id for r in wanted) if wanted else {}
         extensions = await self._extensions(reg, positions, wanted, events, ephemeral)
-        if extensions.more:
+        if extensions.more or receipts.more:
             self._wake[reg.id].set()  # a scan stopped early: go on without waiting
         if not wanted and not ephemeral and not extensions.has_data():
-            if extensions.upto_to_device is not None \
-                    or extensions.upto_device_list is not None:
-                # Only messages and changes of no interest were scanned: skip past them.
+            # Only messages, changes and receipts of no interest were scanned: skip past them.
+            moved = extensions.upto_to_device is not None \
+                or extensions.upto_device_list is not None
+            if moved or (receipts.upto is not None
+                         and self._may_save_skip(reg.id, "receipts")):
                 await self._db.write(partial(
                     as_repo.advance_extensions, as_id=reg.id,
                     to_device=extensions.upto_to_device,
-                    device_list=extensions.upto_device_list))
-                positions = replace(
-                    positions,
-                    to_device=extensions.upto_to_device or positions.to_device,
-                    device_lists=extensions.upto_device_list or positions.device_lists)
+                    device_list=extensions.upto_device_list, receipts=receipts.upto))
+            positions = replace(
+                positions,
+                to_device=extensions.upto_to_device or positions.to_device,
+                device_lists=extensions.upto_device_list or positions.device_lists,
+                receipts=receipts.upto or positions.receipts)
             return None, positions
         await self._query_unknown_users(reg, wanted)
         body: dict[str, Any] = {"events": [client_event(events[r.event_id]) for r in wanted
@@ -302,8 +297,27 @@ class AppserviceDelivery:
         txn = await self._db.write(partial(
             as_repo.record, as_id=reg.id, upto_pos=upto, body=body,
             upto_to_device=extensions.upto_to_device,
-            upto_device_list=extensions.upto_device_list))
+            upto_device_list=extensions.upto_device_list, upto_receipts=receipts.upto))
         return txn, positions
+
+    def _may_save_skip(self, as_id: str, stream: str) -> bool:
+        """Skipping is idempotent: the stored position need not follow every message or receipt
+        of no interest (after a crash they are only scanned again), so write it at most once a
+        second per stream."""
+        now = trio.current_time()
+        if now - self._skip_saved_at.get((as_id, stream), -1e9) < 1.0:
+            return False
+        self._skip_saved_at[as_id, stream] = now
+        return True
+
+    async def _receipts(self, reg: Registration, after: int) -> as_receipts.ReceiptScan:
+        """The receipts after `after` for a registration receiving ephemeral data."""
+        if not reg.receive_ephemeral:
+            return as_receipts.ReceiptScan()
+        server_name = self._appservices.server_name
+        return await self._db.read(partial(
+            as_receipts.collect, reg=reg, server_name=server_name, after=after,
+            room_interest=partial(room_is_interesting, reg, server_name)))
 
     async def _extensions(self, reg: Registration, positions: Positions,
                           wanted: list[StreamRow], events: dict[str, Event],
@@ -339,11 +353,13 @@ class AppserviceDelivery:
         for user_id in sorted(named - known)[:MAX_USER_QUERIES_PER_TXN]:
             await ask_user(reg, user_id, self._transport)
 
-    async def _ephemeral_events(self, reg: Registration) -> list[dict[str, Any]]:
-        """Drain the appservice's queued ephemeral changes into events it may see."""
+    async def _ephemeral_events(self, reg: Registration, receipts: list[dict[str, Any]]
+                                ) -> list[dict[str, Any]]:
+        """Drain the appservice's queued typing and presence changes into events it may see,
+        around the receipts read from the database."""
         queue = self._ephemeral.get(reg.id)
         if not queue:
-            return []
+            return list(receipts)
         changes = list(queue)
         queue.clear()
         server_name = self._appservices.server_name
@@ -364,16 +380,7 @@ class AppserviceDelivery:
         for room_id in typing_rooms:
             out.append({"type": "m.typing", "room_id": room_id,
                         "content": {"user_ids": self.typing_in(str(room_id))}})
-        receipts: dict[str, list[EphemeralChange]] = {}
-        for c in changes:
-            if c.kind != "m.receipt" or c.room_id not in interesting:
-                continue
-            if c.data[0] == PRIVATE and not reg.is_interested_in_user(c.user_id, server_name):
-                continue  # a private receipt only for the appservice's own users
-            receipts.setdefault(str(c.room_id), []).append(c)
-        for room_id, room_changes in receipts.items():
-            out.append({"type": "m.receipt", "room_id": room_id,
-                        "content": receipt_content(room_changes)})
+        out.extend(receipts)
         newest: dict[str, EphemeralChange] = {}
         for c in changes:
             if c.kind == "m.presence":

@@ -32,6 +32,7 @@ class Positions:
     events: int
     to_device: int = 0  # to_device_inbox.stream_id
     device_lists: int = 0  # device_list_changes.stream_id
+    receipts: int = 0  # receipts.stream_id
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class PendingTxn:
     body: str  # the JSON body, byte for byte as first sent
     upto_to_device: int | None = None  # None: the transaction does not move that position
     upto_device_list: int | None = None
+    upto_receipts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,26 +55,29 @@ class RoomFacts:
 
 def position(conn: apsw.Connection, as_id: str) -> Positions:
     """The appservice's last delivered positions; a new one starts at the current ends (it is
-    not sent the history from before it was registered, nor before the extensions existed)."""
-    row = conn.execute("SELECT last_pos, to_device_pos, device_list_pos FROM appservice_stream"
-                       " WHERE as_id = ?", (as_id,)).fetchone()
+    not sent the history from before it was registered, nor before the extensions and the
+    receipts position existed)."""
+    row = conn.execute("SELECT last_pos, to_device_pos, device_list_pos, receipts_pos"
+                       " FROM appservice_stream WHERE as_id = ?", (as_id,)).fetchone()
     if row is None:
         end = conn.execute(
             "SELECT coalesce(max(stream_ordering), 0) FROM events WHERE stream_ordering > 0"
         ).fetchone()
         conn.execute("INSERT INTO appservice_stream (as_id, last_pos) VALUES (?, ?)",
                      (as_id, int(end[0]) if end is not None else 0))
-        row = conn.execute("SELECT last_pos, to_device_pos, device_list_pos"
+        row = conn.execute("SELECT last_pos, to_device_pos, device_list_pos, receipts_pos"
                            " FROM appservice_stream WHERE as_id = ?", (as_id,)).fetchone()
         assert row is not None
-    to_device, device_lists = row[1], row[2]
-    if to_device is None or device_lists is None:
+    to_device, device_lists, receipts = row[1], row[2], row[3]
+    if to_device is None or device_lists is None or receipts is None:
         to_device = last_stream_id(conn, "to_device_inbox") if to_device is None else to_device
         if device_lists is None:
             device_lists = last_stream_id(conn, "device_list_changes")
-        conn.execute("UPDATE appservice_stream SET to_device_pos = ?, device_list_pos = ?"
-                     " WHERE as_id = ?", (to_device, device_lists, as_id))
-    return Positions(int(row[0]), int(to_device), int(device_lists))
+        receipts = last_stream_id(conn, "receipts") if receipts is None else receipts
+        conn.execute("UPDATE appservice_stream SET to_device_pos = ?, device_list_pos = ?,"
+                     " receipts_pos = ? WHERE as_id = ?",
+                     (to_device, device_lists, receipts, as_id))
+    return Positions(int(row[0]), int(to_device), int(device_lists), int(receipts))
 
 
 def advance(conn: apsw.Connection, as_id: str, last_pos: int) -> None:
@@ -82,13 +87,15 @@ def advance(conn: apsw.Connection, as_id: str, last_pos: int) -> None:
 
 
 def advance_extensions(conn: apsw.Connection, as_id: str, to_device: int | None,
-                       device_list: int | None) -> None:
-    """Move past to-device messages and device-list changes (sent, or of no interest)."""
+                       device_list: int | None, receipts: int | None = None) -> None:
+    """Move past to-device messages, device-list changes and receipts (sent, or of no
+    interest); None leaves a position where it is."""
     conn.execute(
         "UPDATE appservice_stream SET"
         " to_device_pos = max(coalesce(to_device_pos, 0), coalesce(?, 0)),"
-        " device_list_pos = max(coalesce(device_list_pos, 0), coalesce(?, 0))"
-        " WHERE as_id = ?", (to_device, device_list, as_id))
+        " device_list_pos = max(coalesce(device_list_pos, 0), coalesce(?, 0)),"
+        " receipts_pos = max(coalesce(receipts_pos, 0), coalesce(?, 0))"
+        " WHERE as_id = ?", (to_device, device_list, receipts, as_id))
 
 
 def events_after(conn: apsw.Connection, after: int, limit: int) -> list[StreamRow]:
@@ -138,15 +145,16 @@ def _canonical_aliases(content: dict[Any, Any]) -> set[str]:
 
 
 def pending(conn: apsw.Connection, as_id: str) -> PendingTxn | None:
-    row = conn.execute("SELECT txn_id, upto_pos, body, upto_to_device, upto_device_list"
-                       " FROM appservice_txns WHERE as_id = ?", (as_id,)).fetchone()
+    row = conn.execute("SELECT txn_id, upto_pos, body, upto_to_device, upto_device_list,"
+                       " upto_receipts FROM appservice_txns WHERE as_id = ?",
+                       (as_id,)).fetchone()
     return None if row is None else PendingTxn(int(row[0]), int(row[1]), str(row[2]),
-                                               row[3], row[4])
+                                               row[3], row[4], row[5])
 
 
 def record(conn: apsw.Connection, as_id: str, upto_pos: int, body: dict[str, Any],
-           upto_to_device: int | None = None, upto_device_list: int | None = None
-           ) -> PendingTxn:
+           upto_to_device: int | None = None, upto_device_list: int | None = None,
+           upto_receipts: int | None = None) -> PendingTxn:
     """Number and store the next transaction before it is first sent."""
     row = conn.execute(
         "UPDATE appservice_stream SET next_txn = next_txn + 1 WHERE as_id = ?"
@@ -155,18 +163,20 @@ def record(conn: apsw.Connection, as_id: str, upto_pos: int, body: dict[str, Any
     txn_id = row[0]
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     conn.execute("INSERT INTO appservice_txns (as_id, txn_id, upto_pos, body, upto_to_device,"
-                 " upto_device_list) VALUES (?, ?, ?, ?, ?, ?)",
-                 (as_id, int(txn_id), upto_pos, text, upto_to_device, upto_device_list))
-    return PendingTxn(int(txn_id), upto_pos, text, upto_to_device, upto_device_list)
+                 " upto_device_list, upto_receipts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (as_id, int(txn_id), upto_pos, text, upto_to_device, upto_device_list,
+                  upto_receipts))
+    return PendingTxn(int(txn_id), upto_pos, text, upto_to_device, upto_device_list,
+                      upto_receipts)
 
 
 def acknowledge(conn: apsw.Connection, as_id: str, txn_id: int) -> None:
-    """The appservice answered 200: move past the transaction's events, to-device messages and
-    device-list changes."""
+    """The appservice answered 200: move past the transaction's events, to-device messages,
+    device-list changes and receipts."""
     row = conn.execute("DELETE FROM appservice_txns WHERE as_id = ? AND txn_id = ?"
-                       " RETURNING upto_pos, upto_to_device, upto_device_list",
+                       " RETURNING upto_pos, upto_to_device, upto_device_list, upto_receipts",
                        (as_id, txn_id)).fetchone()
     if row is not None:
         advance(conn, as_id, int(row[0]))
-        if row[1] is not None or row[2] is not None:
-            advance_extensions(conn, as_id, row[1], row[2])
+        if row[1] is not None or row[2] is not None or row[3] is not None:
+            advance_extensions(conn, as_id, row[1], row[2], row[3])

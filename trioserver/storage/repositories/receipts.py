@@ -69,6 +69,14 @@ def receipts_between(conn: apsw.Connection, since: int, upto: int, viewer: str
         (since, upto, PRIVATE, viewer)))
 
 
+def receipts_after(conn: apsw.Connection, after: int, limit: int) -> list[ReceiptRow]:
+    """Every current receipt (private ones too) with stream_id > after, oldest first, at most
+    `limit`: a receipt replaced since is seen once, under its new stream_id."""
+    return _rows(conn.execute(
+        f"SELECT {_COLS} FROM receipts WHERE stream_id > ? ORDER BY stream_id LIMIT ?",
+        (after, limit)))
+
+
 def receipts_in_rooms(conn: apsw.Connection, room_ids: Sequence[str], upto: int, viewer: str
                       ) -> list[ReceiptRow]:
     """The current receipts (stream_id <= upto) in `room_ids` that `viewer` may see."""
