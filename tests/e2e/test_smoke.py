@@ -11,6 +11,9 @@ async def test_versions(http: httpx.AsyncClient) -> None:
     r = await http.get("/_matrix/client/versions")
     assert r.status_code == 200
     assert "v1.19" in r.json()["versions"]
+    # The unstable features clients look for before using them, each implemented here.
+    assert r.json()["unstable_features"] == {"org.matrix.simplified_msc3575": True,
+                                             "org.matrix.msc3814": True}
 
 
 async def test_register_and_whoami(http: httpx.AsyncClient) -> None:

@@ -22,6 +22,8 @@ def create_blueprint(services: Services) -> Blueprint:
         return reply({"versions": SPEC_VERSIONS, "unstable_features": {
             # Simplified Sliding Sync (MSC4186) at its unstable path, as Element X expects.
             "org.matrix.simplified_msc3575": True,
+            # Dehydrated devices (MSC3814, unstable prefix): clients look for this flag.
+            "org.matrix.msc3814": True,
         }})
 
     @bp.route("/.well-known/matrix/client", methods=["GET"])
