@@ -620,3 +620,38 @@ def test_sources_have_the_contract_names() -> None:
     }
     assert {name: source.name for name, source in sources.items()} == {
         "ad": "ad", "ty": "ty", "pr": "pr", "td": "td"}
+
+
+async def test_presence_local_users_go_offline_30s_after_their_last_sync(db: Database) -> None:
+    """As Synapse: a local user is offline 30 s after their last sync ended, never while one
+    is in progress (a long-poll of any length); another server's user only after 30 minutes
+    without news (their server re-sends presence every 25)."""
+    millis = Millis()
+    pr = Presence(db, Notifier(), clock=millis, server_name="hs")
+    await pr.touch(A, None)
+    with pr.syncing(A, None):
+        millis.now += 290_000  # a five-minute long-poll: still online
+        assert await pr.check_timeouts() <= 1  # currently_active may drop, not the state
+        assert (await pr.get_status(requester(A), A))["presence"] != "offline"
+    millis.now += 25_000  # the client is closed: 25 s after the poll ended
+    await pr.check_timeouts()
+    assert (await pr.get_status(requester(A), A))["presence"] != "offline"
+    millis.now += 10_000  # 35 s
+    await pr.check_timeouts()
+    assert (await pr.get_status(requester(A), A))["presence"] == "offline"
+    # set_presence=offline syncs do not keep anyone online.
+    await pr.touch(B, None)
+    with pr.syncing(B, "offline"):
+        millis.now += 31_000
+        await pr.check_timeouts()
+        assert (await pr.get_status(requester(B), B))["presence"] == "offline"
+    # Another server's users keep their state for 30 minutes (here the service belongs to
+    # another server, so A to D are remote to it).
+    far = Presence(db, Notifier(), clock=millis, server_name="elsewhere.example")
+    await far.touch(C, None)
+    millis.now += 29 * 60_000
+    await far.check_timeouts()
+    assert (await far.get_status(requester(C), C))["presence"] != "offline"
+    millis.now += 2 * 60_000
+    await far.check_timeouts()
+    assert (await far.get_status(requester(C), C))["presence"] == "offline"

@@ -211,7 +211,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         rooms.appservice_alias = partial(query_alias, appservices)
     typing = Typing(notifier, room_cache, room_reader)
     appender.add_membership_listener(typing.membership_changed)
-    presence = Presence(db, notifier)
+    presence = Presence(db, notifier, server_name=config.server_name)
     to_device = ToDevice(db, notifier, config.server_name)
     filters = Filters(db)
     e2ee = E2EEKeys(config.server_name, db, notifier, serializer)

@@ -7,8 +7,12 @@ Activity alone (a /sync while already online and active) only moves timestamps i
 writes them back in place every pass, so `last_active_ago` survives a restart within a pass.
 
 Timeouts, checked by `run`: online with no activity for `idle_after_ms` becomes unavailable;
-`currently_active` drops after `active_window_ms` without activity; online or unavailable with
-no /sync (or presence PUT) for `offline_after_ms` becomes offline.
+`currently_active` drops after `active_window_ms` without activity. A local user becomes offline
+`offline_after_ms` (30 s, as Synapse) after their last /sync or sliding sync ended (or presence
+PUT), never while one is in progress (`syncing`): closing the client shows them offline within
+a minute, a long-poll of any length keeps them online. Another server's user becomes offline
+after `remote_offline_after_ms` (30 min, Synapse's federation timeout) without news from it;
+servers re-send presence every 25 minutes (federation/ephemeral.py).
 
 Ordering: a change is applied in memory and its write queued without an await in between, and
 the writer runs writes in the order they were queued, so the database sees changes in the order
@@ -18,7 +22,8 @@ it again always reads its latest state.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -42,7 +47,8 @@ OFFLINE = "offline"
 STATES = (ONLINE, UNAVAILABLE, OFFLINE)
 
 IDLE_AFTER_MS = 5 * 60_000
-OFFLINE_AFTER_MS = 30 * 60_000
+OFFLINE_AFTER_MS = 30_000
+REMOTE_OFFLINE_AFTER_MS = 30 * 60_000
 ACTIVE_WINDOW_MS = 60_000
 CHECK_INTERVAL_S = 15.0
 
@@ -96,13 +102,19 @@ class Presence:
                  clock: Callable[[], int] = now_ms,
                  idle_after_ms: int = IDLE_AFTER_MS,
                  offline_after_ms: int = OFFLINE_AFTER_MS,
+                 remote_offline_after_ms: int = REMOTE_OFFLINE_AFTER_MS,
                  active_window_ms: int = ACTIVE_WINDOW_MS,
-                 check_interval_s: float = CHECK_INTERVAL_S) -> None:
+                 check_interval_s: float = CHECK_INTERVAL_S,
+                 server_name: str | None = None) -> None:
         self._db = db
         self._notifier = notifier
         self._clock = clock
         self._idle_after = idle_after_ms
         self._offline_after = offline_after_ms
+        self._remote_offline_after = remote_offline_after_ms
+        # Without a server name every user counts as local (unit tests).
+        self._suffix = f":{server_name}" if server_name is not None else None
+        self._syncing: dict[str, int] = {}  # user -> syncs in progress
         self._active_window = active_window_ms
         self._check_interval = check_interval_s
         self._users: dict[str, UserPresence] = {}
@@ -254,8 +266,30 @@ class Presence:
 
     # -- timeouts -------------------------------------------------------------------------
 
-    def _timed_out(self, p: UserPresence, now: int) -> UserPresence | None:
-        if p.state != OFFLINE and now - p.last_sync_ts > self._offline_after:
+    @contextmanager
+    def syncing(self, user_id: str, set_presence: str | None) -> Iterator[None]:
+        """Around a /sync or sliding sync request: the user is not timed out while it runs, and
+        its end counts as seen (unless it asked for set_presence=offline)."""
+        if set_presence == OFFLINE:
+            yield
+            return
+        self._syncing[user_id] = self._syncing.get(user_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._syncing.pop(user_id) - 1
+            if left:
+                self._syncing[user_id] = left
+            p = self._users.get(user_id)
+            if p is not None and p.state != OFFLINE:
+                self._users[user_id] = replace(p, last_sync_ts=self._clock())
+                self._dirty.add(user_id)
+
+    def _timed_out(self, user_id: str, p: UserPresence, now: int) -> UserPresence | None:
+        remote = self._suffix is not None and not user_id.endswith(self._suffix)
+        offline_after = self._remote_offline_after if remote else self._offline_after
+        if p.state != OFFLINE and now - p.last_sync_ts > offline_after and \
+                not self._syncing.get(user_id):
             return replace(p, state=OFFLINE, currently_active=False)
         if p.state == ONLINE:
             idle_for = now - (p.last_active_ts or 0)
@@ -274,7 +308,7 @@ class Presence:
         now = self._clock()
         changes: list[tuple[str, UserPresence]] = []
         for user_id, p in list(self._users.items()):
-            new = self._timed_out(p, now)
+            new = self._timed_out(user_id, p, now)
             if new is not None:
                 changes += self._apply(user_id, p, new)
         times = [(u, self._users[u].last_active_ts, self._users[u].last_sync_ts)

@@ -36,8 +36,9 @@ def create_blueprint(services: Services) -> Blueprint:
         requester = await authenticate(sessions)
         body = await _raw_body()
         req = parse_unstable(body, request.args, requester.user_id)
-        result = await engine.sync(requester.user_id, requester.device_id, req,
-                                   unread_counts=True)
+        with services.presence.syncing(requester.user_id, req.set_presence):
+            result = await engine.sync(requester.user_id, requester.device_id, req,
+                                       unread_counts=True)
         return reply(to_unstable(result))
 
     @bp.route("/_matrix/client/v4/sync", methods=["POST"])
@@ -46,8 +47,9 @@ def create_blueprint(services: Services) -> Blueprint:
         requester = await authenticate(sessions)
         body = await _raw_body()
         req = parse_v4(body, requester.user_id)
-        result = await engine.sync(requester.user_id, requester.device_id, req,
-                                   unread_counts=False)
+        with services.presence.syncing(requester.user_id, req.set_presence):
+            result = await engine.sync(requester.user_id, requester.device_id, req,
+                                       unread_counts=False)
         return reply(to_v4(result, extension_keys(body.get("extensions"))))
 
     return bp

@@ -30,15 +30,16 @@ def create_blueprint(services: Services) -> Blueprint:
         if set_presence not in (None, "online", "offline", "unavailable"):
             raise MatrixError(400, Codes.INVALID_PARAM,
                               "set_presence must be online, offline or unavailable")
-        body = await engine.sync(SyncRequest(
-            user_id=requester.user_id,
-            device_id=requester.device_id,
-            since=request.args.get("since"),
-            timeout_ms=int(timeout_raw[:9]),
-            full_state=full_state == "true",
-            filter_param=request.args.get("filter"),
-            set_presence=set_presence,
-        ))
+        with services.presence.syncing(requester.user_id, set_presence):
+            body = await engine.sync(SyncRequest(
+                user_id=requester.user_id,
+                device_id=requester.device_id,
+                since=request.args.get("since"),
+                timeout_ms=int(timeout_raw[:9]),
+                full_state=full_state == "true",
+                filter_param=request.args.get("filter"),
+                set_presence=set_presence,
+            ))
         return reply(body)
 
     @bp.route("/_matrix/client/v3/user/<user_id>/filter", methods=["POST"])
