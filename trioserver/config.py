@@ -512,7 +512,9 @@ appservice_registrations = []
 # Anyone may register an account with POST /_matrix/client/v3/register.
 open = {str(d.registration.open).lower()}
 # Registration tokens (m.login.registration_token). When any are listed, registration needs one,
-# whether or not `open` is set.
+# whether or not `open` is set. With `open = false` and none here, tokens made with the admin API
+# (POST /_synapse/admin/v1/registration_tokens/new, with uses_allowed and expiry_time) let
+# people register too.
 tokens = []
 # Allow guest accounts (kind=guest).
 allow_guests = {str(d.registration.allow_guests).lower()}

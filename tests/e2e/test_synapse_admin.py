@@ -120,7 +120,7 @@ async def test_rooms_and_members(http: httpx.AsyncClient, server: ServerProcess)
                  404, "M_NOT_FOUND")
 
 
-async def test_registration_tokens_read_only(http: httpx.AsyncClient,
+async def test_registration_tokens_none_by_default(http: httpx.AsyncClient,
                                              server: ServerProcess) -> None:
     admin = await _admin(http, server)
     r = await http.get("/_synapse/admin/v1/registration_tokens",

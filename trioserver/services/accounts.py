@@ -32,6 +32,7 @@ from trioserver.storage.repositories import account_admin as account_admin_repo
 from trioserver.storage.repositories import deactivation as deactivation_repo
 from trioserver.storage.repositories import devices as devices_repo
 from trioserver.storage.repositories import profiles as profiles_repo
+from trioserver.storage.repositories import registration_tokens as tokens_repo
 from trioserver.storage.repositories import users as users_repo
 
 if TYPE_CHECKING:
@@ -134,32 +135,42 @@ class Accounts:
 
     # -- registration --------------------------------------------------------------------
 
-    def registration_flows(self) -> list[list[str]]:
+    async def registration_flows(self) -> list[list[str]]:
+        """Config tokens make a token required; otherwise open registration needs none, and a
+        closed server takes tokens made through the admin API, if it has any."""
         if self._config.registration.tokens:
             return [["m.login.registration_token"]]
         if self._config.registration.open:
             return [["m.login.dummy"]]
+        if await self._db.read(tokens_repo.count):
+            return [["m.login.registration_token"]]
         return []
 
-    def check_registration_token(self, token: str, client_ip: str) -> bool:
+    async def check_registration_token(self, token: str, client_ip: str) -> bool:
         """The validity endpoint: rate-limited, so tokens cannot be guessed quickly."""
         self._limiter.check("register-token", client_ip, self._limits.registration_per_address)
-        return self.registration_token_valid(token)
+        return await self.registration_token_valid(token)
 
-    def registration_token_valid(self, token: str) -> bool:
+    def _config_token(self, token: str) -> bool:
         return any(secrets.compare_digest(token.encode(), t.encode())
                    for t in self._config.registration.tokens)
+
+    async def registration_token_valid(self, token: str) -> bool:
+        if self._config_token(token):
+            return True
+        row = await self._db.read(lambda c: tokens_repo.get(c, token))
+        return row is not None and row.valid(now_ms())
 
     async def _verify_dummy(self, auth: Mapping[str, Any]) -> None:
         return None
 
     async def _verify_registration_token(self, auth: Mapping[str, Any]) -> None:
         token = auth.get("token")
-        if not isinstance(token, str) or not self.registration_token_valid(token):
+        if not isinstance(token, str) or not await self.registration_token_valid(token):
             raise StageFailed(Codes.UNAUTHORIZED, "Invalid registration token")
 
     async def register(self, req: RegisterRequest, *, path: str, client_ip: str) -> SessionResult:
-        flows = self.registration_flows()
+        flows = await self.registration_flows()
         if not flows:
             raise forbidden("Registration has been disabled")
         # Only completed registrations count (as in Synapse); an empty bucket refuses early.
@@ -192,11 +203,15 @@ class Accounts:
                 self.server_name,
             )
         self._limiter.record("register", client_ip, self._limits.registration_per_address)
+        token = req.auth.get("token") if isinstance(req.auth, Mapping) and \
+            req.auth.get("type") == "m.login.registration_token" else None
         return await self._create_account(
             uid, password_hash, is_guest=False,
             device_id=None if req.inhibit_login else (req.device_id or random_device_id()),
             display_name=req.initial_device_display_name,
             with_refresh=req.refresh_token,
+            use_token=token if isinstance(token, str) and not self._config_token(token)
+            else None,
         )
 
     async def register_appservice_user(
@@ -270,12 +285,17 @@ class Accounts:
         device_id: str | None,
         display_name: str | None,
         with_refresh: bool,
+        use_token: str | None = None,
     ) -> SessionResult:
+        """`use_token`: an admin-API registration token the account is made with; it is
+        counted in the same transaction, which fails if it was used up meanwhile."""
         minted = self._sessions.mint(with_refresh=with_refresh) if device_id else None
         localpart = uid[1:].split(":", 1)[0]
 
         def txn(conn: apsw.Connection) -> None:
             now = now_ms()
+            if use_token is not None and not tokens_repo.use(conn, use_token, now):
+                raise _TokenUsedUp
             users_repo.insert_user(conn, uid, password_hash, now_ms=now, is_guest=is_guest)
             profiles_repo.set_field(conn, uid, "displayname", json.dumps(localpart))
             if device_id is not None and minted is not None:
@@ -286,6 +306,9 @@ class Accounts:
             await self._db.write(txn)
         except users_repo.UserExists:
             raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.") from None
+        except _TokenUsedUp:
+            raise MatrixError(403, Codes.FORBIDDEN,
+                              "The registration token was used up or expired") from None
         return SessionResult(uid, device_id, minted)
 
     # -- login ----------------------------------------------------------------------------
@@ -481,6 +504,10 @@ class Accounts:
             lambda c: devices_repo.delete_all_devices(c, requester.user_id))
         self._sessions.forget_device(requester.user_id)
         await self._sessions.devices_deleted(requester.user_id, deleted)
+
+
+class _TokenUsedUp(Exception):
+    """An admin-API registration token stopped being valid before the account was made."""
 
 
 def map_username(username: str, server_name: str) -> str:

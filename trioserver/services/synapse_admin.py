@@ -5,6 +5,8 @@ members). Every call needs a server admin; registration tokens are config-only a
 
 from __future__ import annotations
 
+import secrets
+import string
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,6 +18,7 @@ from trioserver.errors import Codes, MatrixError, not_found
 from trioserver.identifiers import split_user_id
 from trioserver.services.account_admin import AccountAdmin
 from trioserver.services.accounts import Accounts
+from trioserver.services.clock import now_ms
 from trioserver.services.rooms.appender import Appender, Draft
 from trioserver.services.sessions import Requester, Sessions
 from trioserver.storage.blob_store import BlobStore
@@ -25,12 +28,17 @@ from trioserver.storage.repositories import admin_rooms as rooms_repo
 from trioserver.storage.repositories import appservice_networks as networks_repo
 from trioserver.storage.repositories import events as events_repo
 from trioserver.storage.repositories import media as media_repo
+from trioserver.storage.repositories import registration_tokens as tokens_repo
 from trioserver.storage.repositories import rooms as directory_repo
 from trioserver.storage.repositories import users as users_repo
 from trioserver.storage.repositories.account_admin import AdminUserRow
 from trioserver.storage.repositories.admin_rooms import AdminRoomRow
+from trioserver.storage.repositories.registration_tokens import TokenRow
 
 MAX_PAGE = 1000
+# Registration tokens: Synapse's alphabet and limits.
+TOKEN_ALPHABET = string.ascii_letters + string.digits + "._~-"
+MAX_TOKEN_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,66 @@ class SynapseAdmin:
                                                            grace_s=3600.0))
         return deleted
 
-    async def registration_tokens(self, requester: Requester) -> tuple[str, ...]:
+    # -- registration tokens -----------------------------------------------------------------
+
+    def _from_config(self, token: str) -> TokenRow | None:
+        if token in self._config.registration.tokens:
+            return TokenRow(token, None, 0, 0, None)
+        return None
+
+    async def registration_tokens(self, requester: Requester, valid: bool | None
+                                  ) -> list[TokenRow]:
+        """The config's tokens (unlimited, read-only) and the stored ones; `valid` filters."""
         await self._admin.require_admin(requester)
-        return self._config.registration.tokens
+        rows = [TokenRow(t, None, 0, 0, None) for t in self._config.registration.tokens]
+        rows += await self._db.read(tokens_repo.list_tokens)
+        now = now_ms()
+        return [r for r in rows if valid is None or r.valid(now) == valid]
+
+    async def registration_token(self, requester: Requester, token: str) -> TokenRow:
+        await self._admin.require_admin(requester)
+        row = self._from_config(token) or await self._db.read(lambda c: tokens_repo.get(c, token))
+        if row is None:
+            raise not_found("No such registration token")
+        return row
+
+    async def create_registration_token(self, requester: Requester, token: str | None,
+                                        length: int, uses_allowed: int | None,
+                                        expiry_time: int | None) -> TokenRow:
+        await self._admin.require_admin(requester)
+        if token is None:
+            token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(length))
+        elif not 0 < len(token) <= MAX_TOKEN_LENGTH or \
+                any(c not in TOKEN_ALPHABET for c in token):
+            raise MatrixError(400, Codes.INVALID_PARAM,
+                              f"token: 1 to {MAX_TOKEN_LENGTH} of [A-Za-z0-9._~-]")
+        if expiry_time is not None and expiry_time <= now_ms():
+            raise MatrixError(400, Codes.INVALID_PARAM, "expiry_time must be in the future")
+        if self._from_config(token) is not None:
+            raise MatrixError(400, Codes.INVALID_PARAM, "Token already in use")
+        chosen = token
+        try:
+            return await self._db.write(lambda c: tokens_repo.create(c, chosen, uses_allowed,
+                                                                     expiry_time))
+        except tokens_repo.TokenExists:
+            raise MatrixError(400, Codes.INVALID_PARAM, "Token already in use") from None
+
+    async def update_registration_token(self, requester: Requester, token: str,
+                                        changes: dict[str, int | None]) -> TokenRow:
+        await self._admin.require_admin(requester)
+        if self._from_config(token) is not None:
+            raise MatrixError(400, Codes.INVALID_PARAM, "This token is set in the config file")
+        expiry = changes.get("expiry_time")
+        if expiry is not None and expiry <= now_ms():
+            raise MatrixError(400, Codes.INVALID_PARAM, "expiry_time must be in the future")
+        row = await self._db.write(lambda c: tokens_repo.update(c, token, changes))
+        if row is None:
+            raise not_found("No such registration token")
+        return row
+
+    async def delete_registration_token(self, requester: Requester, token: str) -> None:
+        await self._admin.require_admin(requester)
+        if self._from_config(token) is not None:
+            raise MatrixError(400, Codes.INVALID_PARAM, "This token is set in the config file")
+        if not await self._db.write(lambda c: tokens_repo.delete(c, token)):
+            raise not_found("No such registration token")

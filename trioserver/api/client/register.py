@@ -76,8 +76,8 @@ def create_blueprint(services: Services) -> Blueprint:
         token = request.args.get("token")
         if token is None:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'token'")
-        if not services.config.registration.tokens:
+        if ["m.login.registration_token"] not in await accounts.registration_flows():
             raise MatrixError(403, Codes.FORBIDDEN, "Registration tokens are not in use")
-        return reply({"valid": accounts.check_registration_token(token, client_ip())})
+        return reply({"valid": await accounts.check_registration_token(token, client_ip())})
 
     return bp

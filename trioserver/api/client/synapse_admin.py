@@ -52,6 +52,16 @@ def _opt_bool(body: Any, name: str) -> bool | None:
     return body.opt_bool(name) if name in body else None
 
 
+def _opt_count(raw: dict[str, Any], name: str) -> int | None:
+    """A non-negative integer field that may be null or absent."""
+    value = raw.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name}: a non-negative integer or null")
+    return value
+
+
 def create_blueprint(services: Services) -> Blueprint:
     bp = Blueprint("synapse_admin", __name__)
     sessions = services.sessions
@@ -132,11 +142,48 @@ def create_blueprint(services: Services) -> Blueprint:
 
     @bp.route(f"{PREFIX}/v1/registration_tokens", methods=["GET"])
     async def registration_tokens() -> Response:
-        """GET /_synapse/admin/v1/registration_tokens: the config's tokens, read-only."""
+        """GET /_synapse/admin/v1/registration_tokens[?valid=]: the config's tokens (unlimited,
+        read-only) and those made here."""
         requester = await authenticate(sessions)
-        tokens = await admin.registration_tokens(requester)
-        return reply({"registration_tokens": [
-            {"token": t, "uses_allowed": None, "pending": 0, "completed": 0, "expiry_time": None}
-            for t in tokens]})
+        valid = _bool_arg("valid", True) if "valid" in request.args else None
+        rows = await admin.registration_tokens(requester, valid)
+        return reply({"registration_tokens": [r.to_json() for r in rows]})
+
+    @bp.route(f"{PREFIX}/v1/registration_tokens/new", methods=["POST"])
+    async def new_registration_token() -> Response:
+        """POST /_synapse/admin/v1/registration_tokens/new: token (or a random one of
+        `length`), uses_allowed, expiry_time (ms)."""
+        requester = await authenticate(sessions)
+        body = await json_body(optional=True)
+        length = body.raw.get("length", 16)
+        if isinstance(length, bool) or not isinstance(length, int) or not 0 < length <= 64:
+            raise MatrixError(400, Codes.INVALID_PARAM, "length: an integer from 1 to 64")
+        row = await admin.create_registration_token(
+            requester, body.opt_str("token"), length, _opt_count(body.raw, "uses_allowed"),
+            _opt_count(body.raw, "expiry_time"))
+        return reply(row.to_json())
+
+    @bp.route(f"{PREFIX}/v1/registration_tokens/<token>", methods=["GET"])
+    async def get_registration_token(token: str) -> Response:
+        requester = await authenticate(sessions)
+        return reply((await admin.registration_token(requester, token)).to_json())
+
+    @bp.route(f"{PREFIX}/v1/registration_tokens/<token>", methods=["PUT"])
+    async def update_registration_token(token: str) -> Response:
+        """PUT /_synapse/admin/v1/registration_tokens/{token}: uses_allowed, expiry_time
+        (null: unlimited / never)."""
+        requester = await authenticate(sessions)
+        body = await json_body()
+        changes: dict[str, int | None] = {
+            key: _opt_count(body.raw, key) for key in ("uses_allowed", "expiry_time")
+            if key in body.raw}
+        row = await admin.update_registration_token(requester, token, changes)
+        return reply(row.to_json())
+
+    @bp.route(f"{PREFIX}/v1/registration_tokens/<token>", methods=["DELETE"])
+    async def delete_registration_token(token: str) -> Response:
+        requester = await authenticate(sessions)
+        await admin.delete_registration_token(requester, token)
+        return reply({})
 
     return bp
