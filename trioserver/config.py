@@ -49,6 +49,9 @@ class Registration:
     tokens: tuple[str, ...] = ()
     allow_guests: bool = False
     min_password_length: int = 8
+    # Synapse's shared-secret registration (POST /_synapse/admin/v1/register, as used by
+    # register_new_matrix_user and Complement); empty: off.
+    shared_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -518,6 +521,10 @@ open = {str(d.registration.open).lower()}
 tokens = []
 # Allow guest accounts (kind=guest).
 allow_guests = {str(d.registration.allow_guests).lower()}
+# A secret for Synapse-style shared-secret registration (POST /_synapse/admin/v1/register, used
+# by register_new_matrix_user): whoever knows it can create accounts, admins included.
+# Empty: off.
+shared_secret = ""
 # Shortest password accepted at registration and password change.
 min_password_length = {d.registration.min_password_length}
 

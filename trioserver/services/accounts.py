@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 import string
@@ -34,12 +36,14 @@ from trioserver.storage.repositories import devices as devices_repo
 from trioserver.storage.repositories import profiles as profiles_repo
 from trioserver.storage.repositories import registration_tokens as tokens_repo
 from trioserver.storage.repositories import users as users_repo
+from trioserver.storage.ttl_store import TTLStore
 
 if TYPE_CHECKING:
     from trioserver.services.appservice.registration import Registration
     from trioserver.services.appservice.registry import AppServices
 
 MAX_PASSWORD_LENGTH = 512
+SHARED_SECRET_NONCE_S = 60.0
 PASSWORD_FLOWS: list[list[str]] = [["m.login.password"]]
 
 
@@ -84,8 +88,10 @@ class Accounts:
         uia: UIA,
         limiter: RateLimiter,
         login_tokens: LoginTokens | None = None,
+        ttl: TTLStore | None = None,
     ) -> None:
         self.login_tokens = login_tokens
+        self._ttl = ttl if ttl is not None else TTLStore()  # shared-secret nonces
         self._config = config
         self._db = db
         self._sessions = sessions
@@ -266,6 +272,41 @@ class Accounts:
         except users_repo.UserExists:
             raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.") from None
 
+    def shared_secret_nonce(self) -> str:
+        """GET /_synapse/admin/v1/register: a one-use nonce, valid a minute."""
+        if not self._config.registration.shared_secret:
+            raise MatrixError(400, Codes.UNKNOWN, "Shared secret registration is not enabled")
+        nonce = secrets.token_hex(32)
+        self._ttl.set(f"shared_secret_nonce:{nonce}", True, SHARED_SECRET_NONCE_S)
+        return nonce
+
+    async def register_shared_secret(self, nonce: str, username: str, password: str,
+                                     admin: bool, user_type: str | None, mac: str,
+                                     displayname: str | None) -> SessionResult:
+        """POST /_synapse/admin/v1/register: an account (and a session) for whoever proves
+        knowledge of `registration.shared_secret` with an HMAC-SHA1 over the nonce, username,
+        password and admin flag, as Synapse defines it."""
+        secret = self._config.registration.shared_secret
+        if not secret:
+            raise MatrixError(400, Codes.UNKNOWN, "Shared secret registration is not enabled")
+        if not self._ttl.delete(f"shared_secret_nonce:{nonce}"):
+            raise MatrixError(400, Codes.UNKNOWN, "Unrecognised nonce")
+        parts = [nonce, username, password, "admin" if admin else "notadmin"]
+        if user_type is not None:
+            parts.append(user_type)
+        want = hmac.new(secret.encode(), "\x00".join(parts).encode(), hashlib.sha1).hexdigest()
+        if not hmac.compare_digest(want.encode(), mac.encode()):
+            raise MatrixError(403, Codes.FORBIDDEN, "HMAC incorrect")
+        uid = self._local_user_id(username)
+        self._ensure_not_exclusive(uid)
+        self.check_password_strength(password)
+        password_hash = await self._hasher.hash(password)
+        result = await self._create_account(uid, password_hash, is_guest=False,
+                                            device_id=random_device_id(),
+                                            display_name=None, with_refresh=False,
+                                            displayname=displayname, is_admin=admin)
+        return result
+
     async def register_guest(self, display_name: str | None, client_ip: str) -> SessionResult:
         if not self._config.registration.allow_guests:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access is disabled")
@@ -286,6 +327,8 @@ class Accounts:
         display_name: str | None,
         with_refresh: bool,
         use_token: str | None = None,
+        displayname: str | None = None,
+        is_admin: bool = False,
     ) -> SessionResult:
         """`use_token`: an admin-API registration token the account is made with; it is
         counted in the same transaction, which fails if it was used up meanwhile."""
@@ -296,8 +339,10 @@ class Accounts:
             now = now_ms()
             if use_token is not None and not tokens_repo.use(conn, use_token, now):
                 raise _TokenUsedUp
-            users_repo.insert_user(conn, uid, password_hash, now_ms=now, is_guest=is_guest)
-            profiles_repo.set_field(conn, uid, "displayname", json.dumps(localpart))
+            users_repo.insert_user(conn, uid, password_hash, now_ms=now, is_guest=is_guest,
+                                   is_admin=is_admin)
+            profiles_repo.set_field(conn, uid, "displayname",
+                                    json.dumps(displayname if displayname else localpart))
             if device_id is not None and minted is not None:
                 devices_repo.upsert_device(conn, uid, device_id, display_name, now)
                 self._sessions.store(conn, minted, uid, device_id)

@@ -179,7 +179,8 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
         concurrency=config.auth.password_hash_concurrency,
     )
     limiter = RateLimiter(ttl, enabled=config.rate_limits.enabled)
-    accounts = Accounts(config, db, sessions, hasher, UIA(ttl), limiter, LoginTokens(ttl))
+    accounts = Accounts(config, db, sessions, hasher, UIA(ttl), limiter, LoginTokens(ttl),
+                        ttl=ttl)
     account_admin = AccountAdmin(config.server_name, db, sessions)
     appservices = AppServices(config.server_name,
                               load_registrations(config.appservice_registrations))

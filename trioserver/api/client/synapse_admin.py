@@ -6,6 +6,7 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
+from trioserver.api.client.register import session_json
 from trioserver.api.http import authenticate, json_body, reply
 from trioserver.errors import Codes, MatrixError
 from trioserver.services.container import Services
@@ -139,6 +140,24 @@ def create_blueprint(services: Services) -> Blueprint:
             raise MatrixError(400, Codes.MISSING_PARAM, "before_ts (ms) is required")
         total = await admin.delete_media_before(requester, int(before))
         return reply({"deleted_media": [], "total": total})
+
+    @bp.route(f"{PREFIX}/v1/register", methods=["GET"])
+    async def shared_secret_nonce() -> Response:
+        """GET /_synapse/admin/v1/register: a nonce for shared-secret registration."""
+        return reply({"nonce": services.accounts.shared_secret_nonce()})
+
+    @bp.route(f"{PREFIX}/v1/register", methods=["POST"])
+    async def shared_secret_register() -> Response:
+        """POST /_synapse/admin/v1/register (Synapse's shared-secret registration, as used by
+        register_new_matrix_user): no access token, an HMAC of the shared secret instead."""
+        body = await json_body()
+        admin_flag = body.opt_bool("admin") or False
+        result = await services.accounts.register_shared_secret(
+            body.req_str("nonce", max_len=128), body.req_str("username", max_len=255),
+            body.req_str("password", max_len=4096), admin_flag,
+            body.opt_str("user_type", max_len=64), body.req_str("mac", max_len=128),
+            body.opt_str("displayname", max_len=256))
+        return reply(session_json(result, services.config.server_name))
 
     @bp.route(f"{PREFIX}/v1/registration_tokens", methods=["GET"])
     async def registration_tokens() -> Response:
