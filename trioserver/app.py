@@ -149,7 +149,12 @@ def create_app(services: Services) -> QuartTrio:
         if isinstance(e, HTTPException):
             e = _http_error(e)
         if isinstance(e, MatrixError):
-            return reply(e.to_json(), e.status)
+            response = reply(e.to_json(), e.status)
+            retry_ms = e.extra.get("retry_after_ms")
+            if e.status == 429 and isinstance(retry_ms, int):
+                # Spec v1.10 (MSC4041): the header too, in whole seconds, rounded up.
+                response.headers["Retry-After"] = str(max(1, -(-retry_ms // 1000)))
+            return response
         request_id = getattr(g, "request_id", "-")
         log.exception("request %s %s %s failed", request_id, request.method, request.path)
         return reply({"errcode": Codes.UNKNOWN, "error": f"Internal error (request {request_id})"},

@@ -295,7 +295,10 @@ async def test_login_rate_limited_per_address(server_factory) -> None:
         reg = await register(http)
         for _ in range(3):
             assert_logged_in(await login(http, reg["user_id"]), reg["user_id"])
-        body = assert_error(await login(http, reg["user_id"]), 429, "M_LIMIT_EXCEEDED")
+        limited = await login(http, reg["user_id"])
+        body = assert_error(limited, 429, "M_LIMIT_EXCEEDED")
+        # Both forms of the wait: retry_after_ms, and the Retry-After header in whole seconds.
+        assert int(limited.headers["Retry-After"]) == -(-body["retry_after_ms"] // 1000)
         assert isinstance(body["retry_after_ms"], int)
         assert not isinstance(body["retry_after_ms"], bool)
         assert body["retry_after_ms"] > 0
