@@ -319,6 +319,45 @@ async def test_send_refuses_the_pdu_and_changes_nothing(ctx: Ctx, attack: str) -
     assert (await ctx.target.event(room_id, event_id)).status_code == 404
 
 
+async def test_an_event_built_on_a_soft_failed_one_is_accepted(ctx: Ctx) -> None:
+    """A soft-failed event stays out of the timeline and the state, but is kept: a later event
+    of another (allowed) user of B that has it as prev_event is checked against the state after
+    it and accepted, with no gap to fill (B, which cannot serve the room, could not fill one)."""
+    room_id, bob = await ctx.joined_room()
+    carol = ctx.b_user()
+    await ctx.as_b.join(room_id, carol)
+    old = await ctx.view(room_id)
+    r = await ctx.target.http.post(f"/_matrix/client/v3/rooms/{q(room_id)}/ban",
+                                   json={"user_id": bob}, headers=bearer(ctx.target.token))
+    assert r.status_code == 200, r.text
+    soft = ctx.b.on_top_of(old, type="m.room.message", sender=bob,
+                           content={"msgtype": "m.text", "body": "still here"})
+    r = await ctx.as_b.send([soft])
+    assert "soft_failed" in error_for(r, event_id_of(soft)), r.json()
+    before = await ctx.target.snapshot(room_id)
+    # Sent again, it is not taken in either.
+    r = await ctx.as_b.send([soft])
+    assert "soft_failed" in error_for(r, event_id_of(soft)), r.json()
+
+    on_top = RoomView(room_id=room_id, room_version=old.room_version, state=dict(old.state),
+                      state_group=0, extremities=[event_id_of(soft)], depth=old.depth + 1,
+                      create_event_id=old.create_event_id)
+    later = ctx.b.on_top_of(on_top, type="m.room.message", sender=carol,
+                            content={"msgtype": "m.text", "body": "after the fork"})
+    r = await ctx.as_b.send([later])
+    assert r.status_code == 200, r.text
+    assert r.json() == {"pdus": {event_id_of(later): {}}}, r.json()
+    timeline = await ctx.target.timeline(room_id)
+    bodies = [e["content"].get("body") for e in timeline if e["type"] == "m.room.message"]
+    assert "after the fork" in bodies
+    assert "still here" not in bodies
+    assert (await ctx.target.event(room_id, event_id_of(soft))).status_code == 404
+    # The ban still holds: the fork did not bring Bob back.
+    state, _ = await ctx.target.snapshot(room_id)
+    assert state == before[0]
+    assert bob not in await ctx.target.joined(room_id)
+
+
 async def test_unknown_prev_event_is_asked_of_the_origin(ctx: Ctx) -> None:
     room_id, pdu = await unknown_prev_event(ctx)
     r = await ctx.as_b.send([pdu])

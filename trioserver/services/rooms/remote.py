@@ -6,8 +6,10 @@ checked before this, by the federation layer, as they need remote keys):
   2. the state before it: the state after its one prev event, or the resolution of the states
      after each of them;
   3. auth against its auth events, then against the state before it: failing either rejects;
-  4. soft-fail against the room's current state: the event is not added to the timeline
-     (left for a later version; here it is refused like a rejection);
+  4. soft-fail against the room's current state: the event is kept out of the timeline, the
+     forward extremities and the current state, and reported as soft-failed, but stored (its
+     PDU as an outlier, its state groups beside it) so an event that later builds on it is
+     checked against the state after it like any other;
   5. persisted: state groups before/after, the new forward extremities, and the current state,
      resolved when the room now has several extremities.
 All of it under the room's serializer, so it never interleaves with a local append.
@@ -78,9 +80,11 @@ class RemoteEvents:
             view = await self._cache.room(event.room_id)
             if view is None:
                 return Result(Outcome.UNKNOWN_ROOM, "this server is not in the room")
-            known = await self._db.read(
-                lambda c: events_repo.get_events(c, [event.event_id, *event.prev_events]))
+            known = await self._db.read(lambda c: _known(c, [event.event_id,
+                                                               *event.prev_events]))
             if event.event_id in known:
+                if known[event.event_id].stream_ordering == 0:
+                    return Result(Outcome.SOFT_FAILED, "soft-failed when first received")
                 return Result(Outcome.DUPLICATE)
             missing = tuple(p for p in event.prev_events if p not in known
                             and (prev_states is None or p not in prev_states))
@@ -101,6 +105,7 @@ class RemoteEvents:
             try:
                 await self._check_against(view, event, view.state)
             except AuthError as e:
+                await self._keep_soft_failed(event, prevs, before)
                 return Result(Outcome.SOFT_FAILED, str(e))
             try:
                 ordering = await self._persist(view, event, prevs, before)
@@ -201,6 +206,16 @@ class RemoteEvents:
 
     # -- persistence -----------------------------------------------------------------------
 
+    async def _keep_soft_failed(self, event: Event, prevs: Sequence[StoredEvent],
+                                before: StateMap) -> None:
+        def write(conn: apsw.Connection) -> None:
+            before_group, after_group = _state_groups(conn, event, prevs, before)
+            events_repo.insert_soft_failed(conn, event.event_id, event.room_id,
+                                           dict(event.pdu), before_group, after_group)
+
+        await self._db.write(write)
+        self._cache.put_event(event)
+
     async def _persist(self, view: RoomView, event: Event, prevs: Sequence[StoredEvent],
                        before: StateMap) -> int:
         after = dict(before)
@@ -214,18 +229,9 @@ class RemoteEvents:
             others = await self._db.read(lambda c: _states_after(c, extremities[:-1]))
             current = await self._resolve(view, [after, *others], event)
         old_current = dict(view.state)
-        base = prevs[0] if prevs else None
 
         def write(conn: apsw.Connection) -> tuple[int, int]:
-            if base is None:  # every prev event is beyond a gap: a snapshot of `before`
-                before_group = events_repo.create_state_group(
-                    conn, event.room_id, None, {}, len(before), lambda: dict(before))
-            else:
-                base_state = events_repo.load_state_group(conn, base.state_after)
-                before_group = base.state_after if before == base_state else _group(
-                    conn, event.room_id, base.state_after, base_state, before)
-            after_group = before_group if event.state_key is None else _group(
-                conn, event.room_id, before_group, before, after)
+            before_group, after_group = _state_groups(conn, event, prevs, before)
             ordering = events_repo.insert_event(
                 conn, event.event_id, event.room_id, event.type, event.state_key, event.sender,
                 event.depth, event.origin_server_ts, before_group, after_group, dict(event.pdu))
@@ -270,6 +276,31 @@ class _MissingAuth(Exception):
     def __init__(self, missing: tuple[str, ...]) -> None:
         super().__init__(f"missing auth events {missing}")
         self.missing = missing
+
+
+def _known(conn: apsw.Connection, event_ids: Sequence[str]) -> dict[str, StoredEvent]:
+    """The events among `event_ids` we hold: in the room's graph, or soft-failed (stream
+    position 0)."""
+    found = events_repo.get_events(conn, event_ids)
+    found.update(events_repo.get_soft_failed(conn, [e for e in event_ids if e not in found]))
+    return found
+
+
+def _state_groups(conn: apsw.Connection, event: Event, prevs: Sequence[StoredEvent],
+                  before: StateMap) -> tuple[int, int]:
+    """The state groups before and after `event` (new ones only where the state differs)."""
+    base = prevs[0] if prevs else None
+    if base is None:  # every prev event is beyond a gap: a snapshot of `before`
+        before_group = events_repo.create_state_group(
+            conn, event.room_id, None, {}, len(before), lambda: dict(before))
+    else:
+        base_state = events_repo.load_state_group(conn, base.state_after)
+        before_group = base.state_after if before == base_state else _group(
+            conn, event.room_id, base.state_after, base_state, before)
+    if event.state_key is None:
+        return before_group, before_group
+    after = {**before, event.state_tuple: event.event_id}
+    return before_group, _group(conn, event.room_id, before_group, before, after)
 
 
 def _states_after(conn: apsw.Connection, event_ids: Sequence[str]) -> list[StateMap]:

@@ -325,6 +325,30 @@ def get_outliers(conn: apsw.Connection, event_ids: Iterable[str]
     return out
 
 
+def insert_soft_failed(conn: apsw.Connection, event_id: str, room_id: str,
+                       pdu: Mapping[str, object], state_before: int, state_after: int) -> None:
+    """A soft-failed event: its PDU as an outlier, its state groups for events built on it."""
+    insert_outlier(conn, event_id, room_id, pdu)
+    conn.execute("INSERT OR IGNORE INTO soft_failed_events (event_id, room_id, state_before,"
+                 " state_after) VALUES (?, ?, ?, ?)", (event_id, room_id, state_before,
+                                                      state_after))
+
+
+def get_soft_failed(conn: apsw.Connection, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+    """The soft-failed events among `event_ids`, as StoredEvents with no stream position (0):
+    they are in no timeline."""
+    out: dict[str, StoredEvent] = {}
+    for event_id in event_ids:
+        row = conn.execute(
+            "SELECT s.room_id, s.state_before, s.state_after, o.pdu FROM soft_failed_events s"
+            " JOIN outlier_events o ON o.event_id = s.event_id WHERE s.event_id = ?",
+            (event_id,)).fetchone()
+        if row is not None:
+            out[event_id] = StoredEvent(0, event_id, str(row[0]), decode_pdu(row[3]),
+                                        int(row[1]), int(row[2]))
+    return out
+
+
 # -- current state and extremities ---------------------------------------------------------
 
 
