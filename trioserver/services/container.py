@@ -326,6 +326,7 @@ def build_services(config: Config, db: Database, ttl: TTLStore,
                                             federation_sender.queue_edu)
     to_device.remote = federated_to_device
     federation_sender.edu_ack_listeners.append(federated_to_device.on_sent)
+    federation_sender.edu_drop_listeners.append(federated_to_device.requeue)
     federation_in.on_edu("m.direct_to_device", federated_to_device.receive)
     device_list_sender = DeviceListSender(
         config.server_name, db, room_servers, federation_sender.queue_edu)

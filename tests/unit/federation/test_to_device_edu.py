@@ -11,7 +11,7 @@ import trio
 
 from tests.unit.federation.conftest import DAY, NOW, Clock
 from trioserver.errors import MatrixError
-from trioserver.services.federation.sender import FederationSender
+from trioserver.services.federation.sender import MAX_EDU_QUEUE, FederationSender
 from trioserver.services.federation.to_device_edu import EDU_TYPE, Claim, FederatedToDevice
 from trioserver.services.to_device import Messages
 from trioserver.storage.db import Database
@@ -203,3 +203,37 @@ async def test_a_failed_delivery_can_be_retried(fed: FederatedToDevice, rec: Rec
     rec.fail = False
     await fed.receive("them.example", edu("m1"))
     assert len(rec.delivered) == 1
+
+
+async def test_messages_dropped_while_a_server_was_away_go_out_when_it_is_back(
+        db: Database, rec: Recorder, nursery: trio.Nursery) -> None:
+    """More to-device EDUs than the sender keeps in memory pile up for a dead server; the
+    oldest are dropped from memory but stay in the outbox. Once the server answers again and
+    its queue drained, the outbox is handed over again in batches: every message arrives, with
+    no restart, and the outbox empties."""
+    up = trio.Event()
+    received: list[str] = []
+
+    async def send_transaction(destination: str, txn_id: str, body: dict[str, Any]) -> None:
+        if not up.is_set():
+            raise OSError("connection refused")
+        received.extend(e["content"]["message_id"] for e in body["edus"])
+
+    fed_sender = FederationSender(US, None, send_transaction)  # type: ignore[arg-type]
+    await nursery.start(fed_sender.run)
+    real = FederatedToDevice(US, db, rec.deliver, fed_sender.queue_edu)
+    fed_sender.edu_ack_listeners.append(real.on_sent)
+    fed_sender.edu_drop_listeners.append(real.requeue)
+    await nursery.start(real.run)
+    total = MAX_EDU_QUEUE + 700  # more than the queue holds and than one requeue batch
+    for n in range(total):
+        await send(db, real, {"@a:one.example": {"D": {"n": n}}})
+    with trio.fail_after(10):
+        while await count(db, "federation_to_device_outbox") < total:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+    assert fed_sender.stats()["one.example"]["edus"] == MAX_EDU_QUEUE  # the rest dropped
+    up.set()  # the sender's back-off retries within seconds
+    with trio.fail_after(15):
+        while await count(db, "federation_to_device_outbox"):  # noqa: ASYNC110
+            await trio.sleep(0.05)
+    assert len(set(received)) == total

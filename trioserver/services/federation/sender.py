@@ -40,6 +40,10 @@ BACKOFF_MAX_S = 600.0
 SendTransaction = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
 # (destination, the EDUs of a transaction it acknowledged), for EDUs persisted elsewhere.
 EduAckListener = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
+# (destination) whose EDU queue overflowed and has now drained: EDUs persisted elsewhere
+# (to-device) are queued again from where they are kept, a batch at a time; True if more wait
+# (the listener is called again once that batch drained).
+EduDropListener = Callable[[str], Awaitable[bool]]
 
 
 CATCH_UP_LIMIT = 1000
@@ -53,6 +57,7 @@ class _Destination:
         self.sent = 0
         self.failures = 0
         self.backing_off = False
+        self.edus_dropped = False  # the EDU queue overflowed since it last drained
 
 
 class FederationSender:
@@ -67,6 +72,7 @@ class FederationSender:
         self._txn_ids = itertools.count()
         self._boot = int(time.time() * 1000)
         self.edu_ack_listeners: list[EduAckListener] = []
+        self.edu_drop_listeners: list[EduDropListener] = []
 
     def on_event(self, event: Event, stream_ordering: int) -> None:
         """Appender listener: queue our own events (never relay other servers' events)."""
@@ -105,7 +111,8 @@ class FederationSender:
         """Send an EDU (typing, receipt, presence, device list update, to-device) with the
         destination's next transaction. EDUs are not kept across restarts; the streams they
         belong to (to-device, device lists) have their own catch-up: `edu_ack_listeners`
-        hear which EDUs a destination acknowledged."""
+        hear which EDUs a destination acknowledged, and `edu_drop_listeners` when the queue,
+        after overflowing (MAX_EDU_QUEUE, oldest dropped), has drained."""
         if self._nursery is None or destination == self._server_name:
             return
         dest = self._destinations.get(destination)
@@ -114,6 +121,7 @@ class FederationSender:
             self._nursery.start_soon(self._run_destination, destination, dest)
         if len(dest.edus) >= MAX_EDU_QUEUE:
             dest.edus.pop(0)
+            dest.edus_dropped = True
         dest.edus.append({"edu_type": edu_type, "content": content})
         dest.wakeup.set()
 
@@ -178,6 +186,13 @@ class FederationSender:
             del dest.edus[:len(edus)]
             for listener in self.edu_ack_listeners:
                 await listener(destination, edus)
+            if dest.edus_dropped and not dest.edus:
+                # The destination is back and its queue drained: what overflowed while it was
+                # away and is kept elsewhere (to-device messages) goes out now, in order.
+                dest.edus_dropped = False
+                for on_drop in self.edu_drop_listeners:
+                    if await on_drop(destination):
+                        dest.edus_dropped = True
             dest.sent += len(batch)
             acked = max((ordering for ordering, _ in batch), default=0)
             if self._db is not None and acked > 0:

@@ -13,8 +13,10 @@ origin server. The (origin, message_id) is recorded in the same transaction as t
 and kept SEEN_RETENTION_MS, so a transaction retried (even after our restart) is delivered
 once.
 
-Limit: the sender keeps at most MAX_EDU_QUEUE EDUs in memory per destination; one dropped
-there stays in the outbox and is sent after the next restart, out of order.
+The sender keeps at most MAX_EDU_QUEUE EDUs in memory per destination; one dropped there (a
+destination away for long) stays in the outbox, and once the destination is back and its
+queue has drained, `requeue` hands it the destination's outbox again, oldest first, a batch
+at a time (the receiver drops any message_id it already had).
 """
 
 from __future__ import annotations
@@ -105,6 +107,16 @@ class FederatedToDevice:
                 self._queued_upto = row.id
             if len(rows) < OUTBOX_BATCH:
                 return
+
+    async def requeue(self, destination: str) -> bool:
+        """Sender drop listener: queue again, oldest first, up to OUTBOX_BATCH of the EDUs the
+        destination has not acknowledged (less than the sender's queue holds, so none is
+        dropped again); True if more are waiting."""
+        rows = await self._db.read(partial(repo.outgoing_to, destination=destination,
+                                           after=0, limit=OUTBOX_BATCH + 1))
+        for row in rows[:OUTBOX_BATCH]:
+            self._queue_edu(row.destination, EDU_TYPE, row.content)
+        return len(rows) > OUTBOX_BATCH
 
     async def on_sent(self, destination: str, edus: list[dict[str, Any]]) -> None:
         """Sender listener: `destination` acknowledged a transaction carrying `edus`."""

@@ -34,6 +34,14 @@ def outgoing_after(conn: apsw.Connection, after: int, limit: int) -> list[Outgoi
         " ORDER BY id LIMIT ?", (after, limit))]
 
 
+def outgoing_to(conn: apsw.Connection, destination: str, after: int, limit: int
+                ) -> list[Outgoing]:
+    """Waiting EDUs for one destination with an id above `after`, oldest first."""
+    return [Outgoing(int(r[0]), str(r[1]), json.loads(r[2])) for r in conn.execute(
+        "SELECT id, destination, content FROM federation_to_device_outbox"
+        " WHERE destination = ? AND id > ? ORDER BY id LIMIT ?", (destination, after, limit))]
+
+
 def delete_sent(conn: apsw.Connection, destination: str, message_ids: Iterable[str]) -> None:
     conn.executemany(
         "DELETE FROM federation_to_device_outbox WHERE destination = ? AND message_id = ?",
