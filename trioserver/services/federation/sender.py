@@ -103,7 +103,9 @@ class FederationSender:
             assert self._nursery is not None
             self._nursery.start_soon(self._run_destination, destination, dest)
         if len(dest.pending) >= MAX_QUEUE:
-            dest.pending.pop(0)  # the rest comes back from the database on the next start
+            # The oldest goes: the destination fetches it through get_missing_events when a
+            # later event names it among its prev_events.
+            dest.pending.pop(0)
         dest.pending.append((stream_ordering, pdu))
         dest.wakeup.set()
 
