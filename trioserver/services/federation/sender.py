@@ -7,8 +7,10 @@ exponential backoff (1 s doubling to 10 min), so a slow or dead server only dela
 local users never wait for it, and the other destinations carry on.
 
 Each destination's last acknowledged position is stored (federation_destinations): after a
-restart the sender queues again, from there, our events in the rooms that server is in, so
-nothing queued is lost to a restart or a long outage.
+restart the sender queues again, from there, our events in the rooms that server is in. A
+destination away so long that its queue overflows (MAX_QUEUE) loses the oldest PDUs from
+memory only: once it is back and the queue drained, they are read again from the database and
+sent, so nothing queued is lost to a restart or a long outage.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class _Destination:
         self.failures = 0
         self.backing_off = False
         self.edus_dropped = False  # the EDU queue overflowed since it last drained
+        # Stream orderings (lowest, highest) of PDUs dropped from a full queue, to send again
+        # from the database once the queue has drained.
+        self.dropped: tuple[int, int] | None = None
 
 
 class FederationSender:
@@ -103,9 +108,12 @@ class FederationSender:
             assert self._nursery is not None
             self._nursery.start_soon(self._run_destination, destination, dest)
         if len(dest.pending) >= MAX_QUEUE:
-            # The oldest goes: the destination fetches it through get_missing_events when a
-            # later event names it among its prev_events.
-            dest.pending.pop(0)
+            # The oldest goes for now; it is read again from the database once the destination
+            # is back and its queue drained (`_requeue_dropped`).
+            ordering, _ = dest.pending.pop(0)
+            if ordering > 0:
+                low, high = dest.dropped or (ordering, ordering)
+                dest.dropped = (min(low, ordering), max(high, ordering))
         dest.pending.append((stream_ordering, pdu))
         dest.wakeup.set()
 
@@ -160,6 +168,23 @@ class FederationSender:
             for stored in pending:
                 self.queue(destination, dict(stored.pdu), stored.stream_ordering)
 
+    async def _requeue_dropped(self, destination: str, dest: _Destination) -> None:
+        """Queue again, oldest first and CATCH_UP_LIMIT at a time, the PDUs dropped from the
+        destination's full queue while it was away."""
+        assert dest.dropped is not None
+        low, high = dest.dropped
+        dest.dropped = None
+        if self._db is None:
+            return
+        rows = await self._db.read(partial(
+            out_repo.unacked_events, destination=destination, after=low - 1,
+            our_server=self._server_name, limit=CATCH_UP_LIMIT))
+        batch = [r for r in rows if r.stream_ordering <= high]
+        for stored in batch:
+            self.queue(destination, dict(stored.pdu), stored.stream_ordering)
+        if len(rows) == CATCH_UP_LIMIT and batch and batch[-1].stream_ordering < high:
+            dest.dropped = (batch[-1].stream_ordering + 1, high)
+
     async def _run_destination(self, destination: str, dest: _Destination) -> None:
         backoff = BACKOFF_START_S
         while True:
@@ -188,6 +213,8 @@ class FederationSender:
             del dest.edus[:len(edus)]
             for listener in self.edu_ack_listeners:
                 await listener(destination, edus)
+            if dest.dropped is not None and not dest.pending:
+                await self._requeue_dropped(destination, dest)
             if dest.edus_dropped and not dest.edus:
                 # The destination is back and its queue drained: what overflowed while it was
                 # away and is kept elsewhere (to-device messages) goes out now, in order.
