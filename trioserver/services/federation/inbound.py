@@ -267,9 +267,10 @@ class InboundFederation:
         await self._check_allowed(view, Event.from_pdu(probe_pdu, view.room_version), wanted)
         return {"event": template, "room_version": view.room_version.identifier}
 
-    async def send_knock(self, origin: str, room_id: str, event_id: str, pdu: Any
-                         ) -> dict[str, Any]:
-        """Accept a remote user's knock; answer with the stripped state knockers see."""
+    async def _accept_own_membership(self, origin: str, room_id: str, event_id: str, pdu: Any,
+                                     membership: str) -> None:
+        """send_knock / send_leave: check that `pdu` is `membership` of a user of `origin` by
+        themselves in a room we have, and accept it (403 if the room's rules refuse it)."""
         await self.check_acl(origin, room_id)
         view = await self._cache.room(room_id)
         if view is None:
@@ -279,14 +280,19 @@ class InboundFederation:
         except PduError as e:
             raise MatrixError(400, Codes.BAD_JSON, str(e)) from None
         if event.event_id != event_id or event.room_id != room_id or \
-                event.type != "m.room.member" or event.membership != "knock" or \
+                event.type != "m.room.member" or event.membership != membership or \
                 event.state_key != event.sender or _server_of(event.sender) != origin:
             raise MatrixError(400, Codes.BAD_JSON,
-                              f"not a knock of a user of {origin} by themselves")
+                              f"not a {membership} of a user of {origin} by themselves")
         result = await self._remote.accept(event)
         if result.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
-            raise MatrixError(403, Codes.FORBIDDEN,
-                              f"knock refused: {result.outcome.value}: {result.reason}")
+            raise MatrixError(403, Codes.FORBIDDEN, f"{membership} refused: "
+                              f"{result.outcome.value}: {result.reason}")
+
+    async def send_knock(self, origin: str, room_id: str, event_id: str, pdu: Any
+                         ) -> dict[str, Any]:
+        """Accept a remote user's knock; answer with the stripped state knockers see."""
+        await self._accept_own_membership(origin, room_id, event_id, pdu, "knock")
         view = await self._cache.room(room_id)
         assert view is not None
         keys = [(t, "") for t in STRIPPED_TYPES]
@@ -336,20 +342,4 @@ class InboundFederation:
         return await self.make_membership(origin, room_id, user_id, "leave", None)
 
     async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> None:
-        await self.check_acl(origin, room_id)
-        view = await self._cache.room(room_id)
-        if view is None:
-            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-        try:
-            event = await check_pdu(pdu, view.room_version, self._keys)
-        except PduError as e:
-            raise MatrixError(400, Codes.BAD_JSON, str(e)) from None
-        if event.event_id != event_id or event.room_id != room_id or \
-                event.type != "m.room.member" or event.membership != "leave" or \
-                event.state_key != event.sender or _server_of(event.sender) != origin:
-            raise MatrixError(400, Codes.BAD_JSON,
-                              f"not a leave of a user of {origin} by themselves")
-        result = await self._remote.accept(event)
-        if result.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
-            raise MatrixError(403, Codes.FORBIDDEN,
-                              f"leave refused: {result.outcome.value}: {result.reason}")
+        await self._accept_own_membership(origin, room_id, event_id, pdu, "leave")
