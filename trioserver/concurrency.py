@@ -8,14 +8,20 @@ someone holds or waits for them.
 `Notifier` wakes long-polls. Producers call `notify(keys, position)` with the stream position
 they just committed; a waiter passes the position it has already seen, so a notification that
 lands between the waiter's database read and its wait is never lost.
+
+`Drainer` runs a task that empties a queue kept in the database: at start, and again after
+every `wake` (one that comes during a drain is kept).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import trio
+
+log = logging.getLogger(__name__)
 
 
 class KeyedSerializer:
@@ -127,3 +133,34 @@ class Notifier:
     def waiting_tasks(self) -> int:
         """Number of distinct waits in progress (one per long-poll)."""
         return len({id(w) for ws in self._waiters.values() for w in ws})
+
+
+class Drainer:
+    """Calls `drain` at start and after every `wake`. An exception of `errors` is logged as
+    `failure`; the drain is tried again after `retry_s`, or at the next wake when None."""
+
+    def __init__(self, drain: Callable[[], Awaitable[object]], failure: str, *,
+                 errors: tuple[type[Exception], ...] = (), retry_s: float | None = None
+                 ) -> None:
+        self._drain = drain
+        self._failure = failure
+        self._errors = errors
+        self._retry_s = retry_s
+        self._wake = trio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        task_status.started()
+        while True:
+            self._wake = trio.Event()  # before draining: a wake during the drain is kept
+            try:
+                await self._drain()
+            except self._errors:
+                log.exception(self._failure)
+                if self._retry_s is not None:
+                    await trio.sleep(self._retry_s)
+                    continue
+            await self._wake.wait()

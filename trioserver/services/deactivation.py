@@ -18,6 +18,7 @@ from typing import Protocol
 import apsw
 import trio
 
+from trioserver.concurrency import Drainer
 from trioserver.errors import MatrixError
 from trioserver.services.federation.errors import FederationError
 from trioserver.services.sessions import Requester
@@ -37,25 +38,17 @@ class RoomParter:
     def __init__(self, db: Database, rooms: RoomLeaver) -> None:
         self._db = db
         self._rooms = rooms
-        self._wake = trio.Event()
+        self._loop = Drainer(self.drain, "deactivation: cannot read the queue; retrying",
+                             errors=(apsw.Error,), retry_s=RETRY_AFTER_DB_ERROR_S)
         self.rooms_left = 0
 
     def wake(self) -> None:
         """Something was queued (an in-server or offline deactivation)."""
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        task_status.started()
-        while True:
-            self._wake = trio.Event()
-            try:
-                await self.drain()
-            except apsw.Error:
-                log.exception("deactivation: cannot read the queue; retrying")
-                await trio.sleep(RETRY_AFTER_DB_ERROR_S)
-                continue
-            await self._wake.wait()
+        await self._loop.run(task_status=task_status)
 
     async def drain(self) -> None:
         """Take every queued user out of their rooms, then off the queue."""

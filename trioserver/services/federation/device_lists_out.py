@@ -27,6 +27,7 @@ from typing import Any
 import apsw
 import trio
 
+from trioserver.concurrency import Drainer
 from trioserver.identifiers import is_local_user
 from trioserver.services.e2ee import DeviceListChange
 from trioserver.services.federation.room_servers import RoomServers
@@ -50,22 +51,16 @@ class DeviceListSender:
         self._servers = servers
         self._queue_edu = queue_edu
         self._last_sent: dict[str, int] = {}
-        self._wake = trio.Event()
+        self._loop = Drainer(self.announce_offline_deletions,
+                             "cannot read the device deletions outbox", errors=(apsw.Error,))
 
     def wake(self) -> None:
         """Another process may have queued device deletions (the admin epoch moved)."""
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        task_status.started()
-        while True:
-            self._wake = trio.Event()
-            try:
-                await self.announce_offline_deletions()
-            except apsw.Error:
-                log.exception("cannot read the device deletions outbox")
-            await self._wake.wait()
+        await self._loop.run(task_status=task_status)
 
     async def announce_offline_deletions(self) -> int:
         """Send the deletions other processes queued; returns how many devices."""

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import apsw
 import trio
 
+from trioserver.concurrency import Drainer
 from trioserver.errors import Codes, MatrixError
 from trioserver.identifiers import split_user_id
 from trioserver.services.clock import now_ms
@@ -66,7 +67,7 @@ class FederatedToDevice:
         self._queue_edu = queue_edu
         self._clock = clock
         self._queued_upto = 0  # outbox ids up to here were handed to the sender
-        self._wakeup = trio.Event()
+        self._loop = Drainer(self.queue_outbox, "cannot queue the to-device outbox")
 
     def stage(self, conn: apsw.Connection, sender: str, event_type: str,
               messages: Messages) -> bool:
@@ -86,16 +87,12 @@ class FederatedToDevice:
 
     def wake(self) -> None:
         """New rows were committed to the outbox."""
-        self._wakeup.set()
+        self._loop.wake()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         """Hand the outbox to the sender in id order; start after the sender runs."""
-        task_status.started()
-        while True:
-            self._wakeup = trio.Event()  # before reading: a wake during the read is kept
-            await self.queue_outbox()
-            await self._wakeup.wait()
+        await self._loop.run(task_status=task_status)
 
     async def queue_outbox(self) -> None:
         """Queue the outbox rows not handed to the sender yet, oldest first."""
