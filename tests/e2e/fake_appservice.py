@@ -7,11 +7,12 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
 import trio
+
+from tests.e2e.one_shot_http import read_request, send_json, serving
 
 TXN_PREFIX = "/_matrix/app/v1/transactions/"
 QUERY_PREFIX = "/_matrix/app/v1/"
@@ -77,25 +78,11 @@ class FakeAppservice:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         async with stream:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            method, path = lines[0].decode().split(" ")[:2]
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                headers[name.strip().lower().decode()] = value.strip().decode()
-            length = int(headers.get("content-length", "0"))
-            while len(body) < length:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return
-                body += chunk
+            request = await read_request(stream)
+            if request is None:
+                return
+            method, path, headers, body = (request.method, request.path, request.headers,
+                                           request.body)
             status = 200
             if path.startswith(TXN_PREFIX) and self.answers:
                 status = self.answers.pop(0)
@@ -112,18 +99,12 @@ class FakeAppservice:
             self.attempts.append(Attempt(method, path, headers.get("authorization", ""), body,
                                          status, trio.current_time()))
             self._arrived.set()
-            await stream.send_all(
-                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-                + payload)
+            await send_json(stream, status, payload)
 
 
 @asynccontextmanager
 async def fake_appservice() -> AsyncIterator[FakeAppservice]:
     service = FakeAppservice()
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, service._handle, 0,
-                                                host="127.0.0.1"))
-        service.port = listeners[0].socket.getsockname()[1]
+    async with serving(service._handle) as port:
+        service.port = port
         yield service
-        nursery.cancel_scope.cancel()

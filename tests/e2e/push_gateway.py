@@ -6,10 +6,11 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import trio
+
+from tests.e2e.one_shot_http import read_request, send_json, serving
 
 NOTIFY_PATH = "/_matrix/push/v1/notify"
 
@@ -37,41 +38,21 @@ class FakeGateway:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         async with stream:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-            while len(body) < length:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return
-                body += chunk
+            request = await read_request(stream)
+            if request is None:
+                return
             self.attempts += 1
             status, answer = self.answers.pop(0) if self.answers else (200, {"rejected": []})
-            if status == 200 and head.split(b" ")[1].decode() == NOTIFY_PATH:
-                self.requests.append(json.loads(body))
+            if status == 200 and request.path == NOTIFY_PATH:
+                self.requests.append(json.loads(request.body))
                 self._arrived.set()
             payload = json.dumps(answer).encode()
-            await stream.send_all(
-                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-                + payload)
+            await send_json(stream, status, payload)
 
 
 @asynccontextmanager
 async def fake_gateway() -> AsyncIterator[FakeGateway]:
     gateway = FakeGateway()
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, gateway._handle, 0,
-                                                host="127.0.0.1"))
-        gateway.port = listeners[0].socket.getsockname()[1]
+    async with serving(gateway._handle) as port:
+        gateway.port = port
         yield gateway
-        nursery.cancel_scope.cancel()
