@@ -134,6 +134,17 @@ async def join_remote(http: httpx.AsyncClient, who: Person, room_id: str, via: s
     assert r.status_code == 200, r.text
 
 
+async def shared_room(ha: httpx.AsyncClient, hb: httpx.AsyncClient, alice: Person,
+                      bob: Person, via: str) -> str:
+    """A public room of Alice's on her server that Bob, on the other, has joined."""
+    r = await ha.post(f"{CLIENT}/createRoom", json={"preset": "public_chat"},
+                      headers=bearer(alice.token))
+    assert r.status_code == 200, r.text
+    room_id: str = r.json()["room_id"]
+    await join_remote(hb, bob, room_id, via)
+    return room_id
+
+
 # -- keys ---------------------------------------------------------------------------------------
 
 
@@ -319,10 +330,7 @@ async def test_a_new_device_reaches_the_other_server(peers: tuple[Peer, Peer]) -
     async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
             httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
         alice, bob = await person(ha), await person(hb)
-        r = await ha.post(f"{CLIENT}/createRoom", json={"preset": "public_chat"},
-                          headers=bearer(alice.token))
-        assert r.status_code == 200, r.text
-        await join_remote(hb, bob, r.json()["room_id"], a.name)
+        await shared_room(ha, hb, alice, bob, a.name)
         assert list((await query(hb, bob, {alice.user_id: []}))["device_keys"][
             alice.user_id]) == [alice.device_id]  # cached on B from now on
         since = (await sync(hb, bob))["next_batch"]
@@ -360,10 +368,7 @@ async def test_a_deleted_device_leaves_the_other_server(peers: tuple[Peer, Peer]
     async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
             httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
         alice, bob = await person(ha), await person(hb)
-        r = await ha.post(f"{CLIENT}/createRoom", json={"preset": "public_chat"},
-                          headers=bearer(alice.token))
-        assert r.status_code == 200, r.text
-        await join_remote(hb, bob, r.json()["room_id"], a.name)
+        await shared_room(ha, hb, alice, bob, a.name)
         since = (await sync(hb, bob))["next_batch"]
         r = await login(ha, alice.user_id)
         assert r.status_code == 200, r.text
@@ -397,10 +402,7 @@ async def test_devices_logged_out_by_the_offline_command_leave_the_other_server(
     async with httpx.AsyncClient(base_url=a.proc.url, timeout=30) as ha, \
             httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
         alice, bob = await person(ha), await person(hb)
-        r = await ha.post(f"{CLIENT}/createRoom", json={"preset": "public_chat"},
-                          headers=bearer(alice.token))
-        assert r.status_code == 200, r.text
-        await join_remote(hb, bob, r.json()["room_id"], a.name)
+        await shared_room(ha, hb, alice, bob, a.name)
         since = (await sync(hb, bob))["next_batch"]
         devices = (await query(hb, bob, {alice.user_id: []}))["device_keys"][alice.user_id]
         assert set(devices) == {alice.device_id}  # cached on B
