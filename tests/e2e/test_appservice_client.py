@@ -10,6 +10,7 @@ import httpx
 from tests.conftest import ServerFactory
 from tests.e2e.helpers import PASSWORD, assert_error, bearer, register, unique
 from tests.e2e.push_gateway import fake_gateway
+from tests.server_process import ServerProcess
 
 REGISTER = "/_matrix/client/v3/register"
 WHOAMI = "/_matrix/client/v3/account/whoami"
@@ -36,6 +37,13 @@ namespaces:
     return path
 
 
+def _bridged_server(server_factory: ServerFactory, tmp_path: Path) -> ServerProcess:
+    """A server with open registration and the test bridge registered (no URL)."""
+    reg = _registration(tmp_path, None)
+    return server_factory("--open-registration",
+                          config_text=f'appservice_registrations = ["{reg}"]\n')
+
+
 async def _as_register(http: httpx.AsyncClient, username: str, **extra: object
                        ) -> httpx.Response:
     body = {"type": "m.login.application_service", "username": username, **extra}
@@ -45,9 +53,7 @@ async def _as_register(http: httpx.AsyncClient, username: str, **extra: object
 async def test_identity_assertion_and_exclusive_namespace(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    reg = _registration(tmp_path, None)
-    srv = server_factory("--open-registration", config_text=(
-        f'appservice_registrations = ["{reg}"]\n'))
+    srv = _bridged_server(server_factory, tmp_path)
     async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
         # The as_token alone acts as the sender.
         r = await http.get(WHOAMI, headers=AS_AUTH)
@@ -118,9 +124,7 @@ async def test_identity_assertion_and_exclusive_namespace(
 async def test_login_sender_account_and_deviceless_requests(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    reg = _registration(tmp_path, None)
-    srv = server_factory("--open-registration", config_text=(
-        f'appservice_registrations = ["{reg}"]\n'))
+    srv = _bridged_server(server_factory, tmp_path)
     async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
         # The sender's account exists from start-up: it has a profile like any user.
         r = await http.get("/_matrix/client/v3/profile/@_bridge_bot:localhost")
@@ -166,9 +170,7 @@ async def test_appservice_device_management_msc4190(
 
     from tests.e2e.test_cross_signing import cross_key
 
-    reg = _registration(tmp_path, None)
-    srv = server_factory("--open-registration", config_text=(
-        f'appservice_registrations = ["{reg}"]\n'))
+    srv = _bridged_server(server_factory, tmp_path)
     async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
         assert (await _as_register(http, "_bridge_dora", inhibit_login=True)).status_code == 200
         dora = {"user_id": "@_bridge_dora:localhost"}
@@ -274,9 +276,7 @@ async def test_exclusive_appservice_users_get_no_push_actions(
     """As in Synapse: users an appservice claims exclusively (bridged ghosts) get no push
     actions or unread counts, so a big bridged room costs nothing per ghost; other members are
     notified as usual."""
-    reg = _registration(tmp_path, None)
-    srv = server_factory("--open-registration", config_text=(
-        f'appservice_registrations = ["{reg}"]\n'))
+    srv = _bridged_server(server_factory, tmp_path)
     async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
         alice = await register(http, unique("alice"))
         bob = await register(http, unique("bob"))
