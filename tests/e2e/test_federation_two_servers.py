@@ -47,6 +47,13 @@ async def _bodies(http: httpx.AsyncClient, token: str, room: str) -> list[str]:
             if e["type"] == "m.room.message"]
 
 
+async def _knock_room(http: httpx.AsyncClient, token: str, **body: Any) -> str:
+    """A private room people may knock on."""
+    return await create_room(http, token, preset="private_chat", initial_state=[{
+        "type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}],
+                             **body)
+
+
 async def _eventually(check: Any, within_s: float = DEADLINE_S) -> None:
     # Polling another process: there is no event to wait on.
     with trio.fail_after(within_s):
@@ -255,10 +262,7 @@ async def test_knock_across_servers_then_invite_and_join(peers: tuple[Peer, Peer
             httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
         alice = await register(ha, "alice")
         bob = await register(hb, "bob")
-        room = await create_room(ha, alice["access_token"], preset="private_chat",
-                                 name="knock here", initial_state=[{
-                                     "type": "m.room.join_rules", "state_key": "",
-                                     "content": {"join_rule": "knock"}}])
+        room = await _knock_room(ha, alice["access_token"], name="knock here")
         first = (await hb.get("/_matrix/client/v3/sync",
                               headers=bearer(bob["access_token"]))).json()["next_batch"]
         r = await hb.post(f"/_matrix/client/v3/knock/{room}", params={"via": a.name},
@@ -322,10 +326,7 @@ async def test_sliding_sync_lists_invites_and_knocks_from_other_servers(
                  "invites": V4.list_config(0, range_=(0, 20), filters={"is_invited": True})}
         first = await conn.sync(lists)
         assert first["lists"]["invites"]["count"] == 0
-        knockable = await create_room(ha, alice["access_token"], preset="private_chat",
-                                      name="knock here", initial_state=[{
-                                          "type": "m.room.join_rules", "state_key": "",
-                                          "content": {"join_rule": "knock"}}])
+        knockable = await _knock_room(ha, alice["access_token"], name="knock here")
         r = await hb.post(f"/_matrix/client/v3/knock/{knockable}", params={"via": a.name},
                           json={}, headers=bearer(bob["access_token"]))
         assert r.status_code == 200, r.text
@@ -384,9 +385,7 @@ async def test_retracting_a_knock_reaches_the_room_server(peers: tuple[Peer, Pee
             httpx.AsyncClient(base_url=b.proc.url, timeout=30) as hb:
         alice = await register(ha, "alice")
         bob = await register(hb, "bob")
-        room = await create_room(ha, alice["access_token"], preset="private_chat",
-                                 initial_state=[{"type": "m.room.join_rules", "state_key": "",
-                                                 "content": {"join_rule": "knock"}}])
+        room = await _knock_room(ha, alice["access_token"])
         r = await hb.post(f"/_matrix/client/v3/knock/{room}", params={"via": a.name},
                           json={}, headers=bearer(bob["access_token"]))
         assert r.status_code == 200, r.text
